@@ -1,0 +1,116 @@
+#include "common/packing.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/base/config.h"
+#include "absl/strings/str_cat.h"
+
+namespace ps {
+namespace {
+
+#if defined(ABSL_IS_BIG_ENDIAN)
+#error "packed tensors assume a little-endian host"
+#endif
+
+absl::Status LengthError(absl::string_view field, uint64_t got_bytes, uint64_t width,
+                         absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", got_bytes,
+                                                 " bytes is not a whole number of ",
+                                                 what, " (", width, " bytes each)"));
+}
+
+}  // namespace
+
+void AppendFloats(absl::Span<const float> values, std::string* out) {
+  out->append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+}
+
+void AppendKeys(absl::Span<const uint64_t> keys, std::string* out) {
+  out->append(reinterpret_cast<const char*>(keys.data()), keys.size() * sizeof(uint64_t));
+}
+
+std::string PackFloats(absl::Span<const float> values) {
+  std::string out;
+  AppendFloats(values, &out);
+  return out;
+}
+
+std::string PackKeys(absl::Span<const uint64_t> keys) {
+  std::string out;
+  AppendKeys(keys, &out);
+  return out;
+}
+
+absl::StatusOr<uint64_t> CountFloats(absl::string_view bytes, absl::string_view field) {
+  if (bytes.size() % sizeof(float) != 0) {
+    return LengthError(field, bytes.size(), sizeof(float), "float32 values");
+  }
+  return bytes.size() / sizeof(float);
+}
+
+absl::StatusOr<uint64_t> CountKeys(absl::string_view bytes, absl::string_view field) {
+  if (bytes.size() % sizeof(uint64_t) != 0) {
+    return LengthError(field, bytes.size(), sizeof(uint64_t), "uint64 keys");
+  }
+  return bytes.size() / sizeof(uint64_t);
+}
+
+absl::Status CheckFloatCount(absl::string_view bytes, uint64_t expected,
+                             absl::string_view field) {
+  if (bytes.size() != expected * sizeof(float)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected,
+                                                   " float32 values (", expected * 4,
+                                                   " bytes), got ", bytes.size(),
+                                                   " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UnpackFloatsInto(absl::string_view bytes, absl::Span<float> out,
+                              absl::string_view field) {
+  if (absl::Status s = CheckFloatCount(bytes, out.size(), field); !s.ok()) return s;
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> UnpackFloats(absl::string_view bytes,
+                                                absl::string_view field) {
+  absl::StatusOr<uint64_t> n = CountFloats(bytes, field);
+  if (!n.ok()) return n.status();
+  std::vector<float> out(*n);
+  if (*n > 0) std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+absl::StatusOr<std::vector<uint64_t>> UnpackKeys(absl::string_view bytes,
+                                                 absl::string_view field) {
+  absl::StatusOr<uint64_t> n = CountKeys(bytes, field);
+  if (!n.ok()) return n.status();
+  std::vector<uint64_t> out(*n);
+  if (*n > 0) std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+float FloatAt(absl::string_view bytes, uint64_t i) {
+  float v;
+  std::memcpy(&v, bytes.data() + i * sizeof(float), sizeof(float));
+  return v;
+}
+
+int64_t FirstNonFinite(absl::Span<const float> values) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+int64_t FirstNonFinitePacked(absl::string_view bytes) {
+  const uint64_t n = bytes.size() / sizeof(float);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(FloatAt(bytes, i))) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+}  // namespace ps

@@ -1,0 +1,75 @@
+#include "common/packing.h"
+
+#include <cmath>
+#include <limits>
+
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+TEST(PackingTest, FloatsRoundTripBitExactly) {
+  const std::vector<float> v = {0.0f, -0.0f, 1.5f, -3.25e-20f, 1e30f,
+                                std::numeric_limits<float>::denorm_min()};
+  const std::string bytes = PackFloats(v);
+  ASSERT_EQ(bytes.size(), v.size() * 4);
+  // Little-endian layout of 1.5f = 0x3fc00000.
+  EXPECT_EQ(static_cast<unsigned char>(bytes[8 + 3]), 0x3f);
+  EXPECT_EQ(static_cast<unsigned char>(bytes[8 + 2]), 0xc0);
+  auto back = UnpackFloats(bytes, "values");
+  ASSERT_TRUE(back.ok());
+  ASSERT_EQ(back->size(), v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    EXPECT_EQ(std::signbit((*back)[i]), std::signbit(v[i]));
+    EXPECT_EQ((*back)[i], v[i]);
+  }
+  EXPECT_EQ(FloatAt(bytes, 2), 1.5f);
+}
+
+TEST(PackingTest, KeysRoundTrip) {
+  const std::vector<uint64_t> k = {0, 1, ~0ull, 0x0102030405060708ull};
+  const std::string bytes = PackKeys(k);
+  EXPECT_EQ(static_cast<unsigned char>(bytes[24]), 0x08);
+  auto back = UnpackKeys(bytes, "keys");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, k);
+}
+
+TEST(PackingTest, BadLengthsNameTheField) {
+  auto f = UnpackFloats(std::string(7, 'x'), "slices[2].values");
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(f.status().message().find("slices[2].values"), absl::string_view::npos);
+
+  auto k = UnpackKeys(std::string(12, 'x'), "slices[0].keys");
+  ASSERT_FALSE(k.ok());
+  EXPECT_NE(k.status().message().find("slices[0].keys"), absl::string_view::npos);
+
+  absl::Status c = CheckFloatCount(std::string(8, 'x'), 3, "values");
+  EXPECT_EQ(c.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.message().find("expected 3"), absl::string_view::npos);
+
+  std::vector<float> out(2);
+  EXPECT_FALSE(UnpackFloatsInto(std::string(4, 'x'), absl::MakeSpan(out), "v").ok());
+  EXPECT_TRUE(UnpackFloatsInto(PackFloats({1.0f, 2.0f}), absl::MakeSpan(out), "v").ok());
+  EXPECT_EQ(out[1], 2.0f);
+}
+
+TEST(PackingTest, EmptyIsValid) {
+  EXPECT_TRUE(UnpackFloats("", "v").ok());
+  EXPECT_EQ(*CountKeys("", "k"), 0u);
+}
+
+TEST(PackingTest, FindsNonFinite) {
+  std::vector<float> v = {1, 2, 3};
+  EXPECT_EQ(FirstNonFinite(v), -1);
+  v[1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(FirstNonFinite(v), 1);
+  EXPECT_EQ(FirstNonFinitePacked(PackFloats(v)), 1);
+  v[1] = 0;
+  v[2] = -std::numeric_limits<float>::infinity();
+  EXPECT_EQ(FirstNonFinitePacked(PackFloats(v)), 2);
+}
+
+}  // namespace
+}  // namespace ps
