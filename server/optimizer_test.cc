@@ -1,0 +1,89 @@
+#include "server/optimizer.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+// Runs `steps` steps of one weight with the given gradients and returns the weights
+// after each step.
+std::vector<double> RunSteps(const OptimizerConfig& c, float w0, const std::vector<float>& grads) {
+  float w = w0;
+  float s0 = InitialSlotValue(c, 0), s1 = InitialSlotValue(c, 1);
+  float* slots[2] = {&s0, &s1};
+  std::vector<double> out;
+  for (size_t t = 0; t < grads.size(); ++t) {
+    ApplyOptimizer(c, t + 1, &grads[t], &w, slots, 1);
+    out.push_back(w);
+  }
+  return out;
+}
+
+// Expected values below are worked by hand from the formulas in optimizer.h.
+TEST(OptimizerTest, SgdWithWeightDecay) {
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kSgd;
+  c.learning_rate = 0.1f;
+  c.weight_decay = 0.5f;
+  // w=1, g=2: g'=2+0.5=2.5, w=1-0.25=0.75; g=2: g'=2+0.375=2.375, w=0.75-0.2375=0.5125.
+  auto w = RunSteps(c, 1.0f, {2.0f, 2.0f});
+  EXPECT_NEAR(w[0], 0.75, 1e-6);
+  EXPECT_NEAR(w[1], 0.5125, 1e-6);
+}
+
+TEST(OptimizerTest, Momentum) {
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kMomentum;
+  c.learning_rate = 0.1f;
+  c.momentum = 0.9f;
+  // v=1, w=1-0.1=0.9; v=0.9+1=1.9, w=0.9-0.19=0.71; v=1.71+1=2.71, w=0.71-0.271=0.439.
+  auto w = RunSteps(c, 1.0f, {1.0f, 1.0f, 1.0f});
+  EXPECT_NEAR(w[0], 0.9, 1e-6);
+  EXPECT_NEAR(w[1], 0.71, 1e-6);
+  EXPECT_NEAR(w[2], 0.439, 1e-6);
+  c.nesterov = true;
+  // v=1, w=1-0.1*(1+0.9)=0.81; v=1.9, w=0.81-0.1*(1+1.71)=0.539.
+  auto n = RunSteps(c, 1.0f, {1.0f, 1.0f});
+  EXPECT_NEAR(n[0], 0.81, 1e-6);
+  EXPECT_NEAR(n[1], 0.539, 1e-6);
+}
+
+TEST(OptimizerTest, Adagrad) {
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kAdagrad;
+  c.learning_rate = 0.5f;
+  c.initial_accumulator = 0.0f;
+  // a=4, w=0-0.5*2/2=-0.5; a=4+16=20, w=-0.5-0.5*4/sqrt(20).
+  auto w = RunSteps(c, 0.0f, {2.0f, 4.0f});
+  EXPECT_NEAR(w[0], -0.5, 1e-6);
+  EXPECT_NEAR(w[1], -0.5 - 2.0 / std::sqrt(20.0), 1e-6);
+  c.initial_accumulator = 5.0f;
+  // a=9, w=-0.5*2/3.
+  EXPECT_NEAR(RunSteps(c, 0.0f, {2.0f})[0], -1.0 / 3.0, 1e-6);
+}
+
+TEST(OptimizerTest, AdamWithBiasCorrection) {
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kAdam;
+  c.learning_rate = 0.01f;
+  // Step 1: m1=0.1g, m2=0.001g^2; mhat=g, vhat=g^2, so w -= lr * g/(|g|+eps) = lr*sign.
+  auto w = RunSteps(c, 1.0f, {3.0f, -1.0f});
+  EXPECT_NEAR(w[0], 1.0 - 0.01, 1e-6);
+  // Step 2: m1 = 0.9*0.3 + 0.1*(-1) = 0.17, m2 = 0.999*0.009 + 0.001*1 = 0.009991.
+  const double mhat = 0.17 / (1 - 0.81);
+  const double vhat = 0.009991 / (1 - 0.998001);
+  EXPECT_NEAR(w[1], 0.99 - 0.01 * mhat / (std::sqrt(vhat) + 1e-8), 1e-6);
+}
+
+TEST(OptimizerTest, SlotCounts) {
+  EXPECT_EQ(NumSlots(OptimizerKind::kSgd), 0);
+  EXPECT_EQ(NumSlots(OptimizerKind::kMomentum), 1);
+  EXPECT_EQ(NumSlots(OptimizerKind::kAdagrad), 1);
+  EXPECT_EQ(NumSlots(OptimizerKind::kAdam), 2);
+}
+
+}  // namespace
+}  // namespace ps

@@ -1,0 +1,702 @@
+#include "server/shard_job.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "common/packing.h"
+#include "common/partition.h"
+#include "server/bytes.h"
+
+namespace ps {
+
+bool MemoryBudget::TryReserve(uint64_t bytes) {
+  uint64_t used = used_.load(std::memory_order_relaxed);
+  do {
+    if (limit_ != 0 && used + bytes > limit_) return false;
+  } while (!used_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+struct ShardJob::Parsed {
+  Table* table = nullptr;  // Not owned.
+  uint64_t begin = 0;
+  uint64_t count = 0;            // Dense elements.
+  std::vector<uint64_t> keys;    // Sparse.
+  uint64_t floats() const { return table->sparse() ? keys.size() * table->width() : count; }
+};
+
+namespace {
+
+constexpr uint64_t kMaxSliceElements = uint64_t{1} << 28;
+constexpr uint64_t kMaxSliceKeys = uint64_t{1} << 22;
+
+std::string SliceField(size_t i, absl::string_view member) {
+  return absl::StrCat("slices[", i, "].", member);
+}
+
+}  // namespace
+
+ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink)
+    : config_(std::move(config)), budget_(budget), sink_(std::move(sink)) {
+  ranks_.resize(config_.num_workers);
+}
+
+ShardJob::~ShardJob() {
+  absl::MutexLock lock(&mu_);
+  budget_->Release(reserved_);
+}
+
+uint64_t ShardJob::MemoryLocked() const {
+  uint64_t total = 0;
+  for (const auto& [name, table] : tables_) total += table->MemoryBytes();
+  return total;
+}
+
+void ShardJob::SettleMemoryLocked() {
+  const uint64_t now = MemoryLocked();
+  if (now > reserved_) {
+    // Restores and applied pushes must not fail half-way: take it unconditionally.
+    budget_->Force(now - reserved_);
+  } else {
+    budget_->Release(reserved_ - now);
+  }
+  reserved_ = now;
+}
+
+absl::Status ShardJob::CreateTable(TableConfig config) {
+  absl::MutexLock lock(&mu_);
+  return CreateTableLocked(std::move(config));
+}
+
+absl::Status ShardJob::CreateTableLocked(TableConfig config) {
+  auto it = tables_.find(config.name);
+  if (it != tables_.end()) {
+    if (it->second->config().spec_blob == config.spec_blob) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table: '", config.name, "' exists in job '", config_.job_id, "' with another spec"));
+  }
+  uint64_t begin = 0, count = 0;
+  if (!config.sparse) {
+    auto part = DensePartition::Create(config.name, config.size, config_.num_shards);
+    if (!part.ok()) return absl::InvalidArgumentError(absl::StrCat("table.size: ", part.status().message()));
+    const DenseRange r = part->RangeOf(config_.shard_id);
+    begin = r.begin;
+    count = r.count;
+  }
+  const std::string name = config.name;
+  auto table = std::make_unique<Table>(std::move(config), config_.seed, begin, count);
+  const uint64_t bytes = table->MemoryBytes();
+  if (!budget_->TryReserve(bytes)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "table: '", name, "' needs ", bytes, " bytes; the shard's memory budget of ",
+        budget_->limit(), " bytes has ", budget_->limit() - std::min(budget_->limit(), budget_->used()),
+        " left"));
+  }
+  reserved_ += bytes;
+  tables_.emplace(name, std::move(table));
+  return absl::OkStatus();
+}
+
+absl::Status ShardJob::DropTable(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.find(name);
+  if (it == tables_.end()) {
+    return absl::NotFoundError(absl::StrCat("table: no table '", name, "' in job '",
+                                            config_.job_id, "'"));
+  }
+  tables_.erase(it);
+  SettleMemoryLocked();
+  return absl::OkStatus();
+}
+
+std::vector<ShardJob::TableInfo> ShardJob::ListTables() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<TableInfo> out;
+  for (const auto& [name, t] : tables_) {
+    out.push_back(TableInfo{t->config(), t->local_begin(), t->local_count()});
+  }
+  return out;
+}
+
+absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vector<Parsed>* out,
+                                   uint64_t* floats) const {
+  out->clear();
+  out->reserve(slices.size());
+  *floats = 0;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const SliceArgs& s = slices[i];
+    auto it = tables_.find(s.table);
+    if (it == tables_.end()) {
+      return absl::NotFoundError(absl::StrCat(SliceField(i, "table"), ": no table '", s.table,
+                                              "' in job '", config_.job_id, "'"));
+    }
+    Parsed p;
+    p.table = it->second.get();
+    if (p.table->sparse()) {
+      if (s.count != 0 || s.begin != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            SliceField(i, "begin/count"), ": must be 0 for sparse table '", s.table, "'"));
+      }
+      auto keys = UnpackKeys(s.keys, SliceField(i, "keys"));
+      if (!keys.ok()) return keys.status();
+      if (keys->empty() || keys->size() > kMaxSliceKeys) {
+        return absl::InvalidArgumentError(absl::StrCat(SliceField(i, "keys"), ": must hold 1 to ",
+                                                       kMaxSliceKeys, " keys, got ", keys->size()));
+      }
+      p.keys = *std::move(keys);
+    } else {
+      if (!s.keys.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            SliceField(i, "keys"), ": must be empty for dense table '", s.table, "'"));
+      }
+      if (s.count == 0 || s.count > kMaxSliceElements) {
+        return absl::InvalidArgumentError(absl::StrCat(SliceField(i, "count"), ": must be 1 to ",
+                                                       kMaxSliceElements, ", got ", s.count));
+      }
+      if (absl::Status st = p.table->CheckDenseRange(s.begin, s.count, SliceField(i, "begin"));
+          !st.ok()) {
+        return st;
+      }
+      p.begin = s.begin;
+      p.count = s.count;
+    }
+    *floats += p.floats();
+    out->push_back(std::move(p));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t ShardJob::MinWorkerClockLocked() const {
+  uint64_t m = ~uint64_t{0};
+  for (const RankState& r : ranks_) m = std::min(m, r.done_below);
+  return ranks_.empty() ? 0 : m;
+}
+
+uint64_t ShardJob::SnapshotClockLocked() const {
+  return config_.mode == ConsistencyMode::kSync ? applied_clock_ : MinWorkerClockLocked();
+}
+
+bool ShardJob::PullReadyLocked(uint64_t clock) const {
+  switch (config_.mode) {
+    case ConsistencyMode::kSync:
+      return clock <= applied_clock_;
+    case ConsistencyMode::kBounded:
+      return clock <= config_.staleness || MinWorkerClockLocked() >= clock - config_.staleness;
+    case ConsistencyMode::kAsync:
+      return true;
+  }
+  return true;
+}
+
+absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
+                                       absl::Span<const SliceArgs> slices, bool no_wait,
+                                       std::string* out, uint64_t* applied_clock,
+                                       std::function<void()> wake, uint64_t* ticket) {
+  std::vector<Parsed> parsed;
+  uint64_t floats = 0;
+  bool need_rows = false;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (closed_) return absl::UnavailableError("shard is shutting down");
+    if (!no_wait && rank >= config_.num_workers) {
+      return absl::InvalidArgumentError(absl::StrCat("rank: ", rank, " is not below num_workers ",
+                                                     config_.num_workers));
+    }
+    if (absl::Status s = ParseSlices(slices, &parsed, &floats); !s.ok()) return s;
+    if (!no_wait && !PullReadyLocked(clock)) {
+      if (!wake) {
+        return absl::DeadlineExceededError(absl::StrCat("clock ", clock, " is not ready"));
+      }
+    } else {
+      for (const Parsed& p : parsed) {
+        if (!no_wait && p.table->sparse() && p.table->CountMissing(p.keys) > 0) need_rows = true;
+      }
+      if (!need_rows) {
+        out->reserve(out->size() + floats * sizeof(float));
+        for (const Parsed& p : parsed) {
+          if (p.table->sparse()) {
+            p.table->ReadRows(p.keys, out);
+          } else {
+            p.table->ReadDense(p.begin, p.count, out);
+          }
+        }
+        *applied_clock = SnapshotClockLocked();
+        return true;
+      }
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  // Tables may have changed while unlocked: parse again under the exclusive lock.
+  if (closed_) return absl::UnavailableError("shard is shutting down");
+  if (absl::Status s = ParseSlices(slices, &parsed, &floats); !s.ok()) return s;
+  if (!no_wait && !PullReadyLocked(clock)) {
+    if (!wake) return absl::DeadlineExceededError(absl::StrCat("clock ", clock, " is not ready"));
+    *ticket = next_ticket_++;
+    waiters_.emplace(*ticket, Waiter{rank, clock, std::move(wake)});
+    return false;
+  }
+  uint64_t new_bytes = 0;
+  for (const Parsed& p : parsed) {
+    if (p.table->sparse()) new_bytes += p.table->CountMissing(p.keys) * p.table->RowBytes();
+  }
+  if (new_bytes > 0) {
+    if (!budget_->TryReserve(new_bytes)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "slices: creating the missing sparse rows needs ", new_bytes,
+          " bytes past the shard's memory budget of ", budget_->limit(), " bytes"));
+    }
+    reserved_ += new_bytes;
+    for (const Parsed& p : parsed) {
+      if (p.table->sparse()) p.table->CreateRows(p.keys);
+    }
+  }
+  out->reserve(out->size() + floats * sizeof(float));
+  for (const Parsed& p : parsed) {
+    if (p.table->sparse()) {
+      p.table->ReadRows(p.keys, out);
+    } else {
+      p.table->ReadDense(p.begin, p.count, out);
+    }
+  }
+  *applied_clock = SnapshotClockLocked();
+  return true;
+}
+
+bool ShardJob::CancelWait(uint64_t ticket) {
+  absl::MutexLock lock(&mu_);
+  return waiters_.erase(ticket) > 0;
+}
+
+std::vector<std::function<void()>> ShardJob::TakeReadyWaitersLocked() {
+  std::vector<std::function<void()>> ready;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (closed_ || PullReadyLocked(it->second.clock)) {
+      ready.push_back(std::move(it->second.wake));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return ready;
+}
+
+void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, absl::string_view values) {
+  // One optimizer step per table touched by this part; a table's slices apply in order.
+  std::vector<Table*> stepped;
+  uint64_t offset = 0;
+  std::vector<float> grad;
+  for (const Parsed& p : slices) {
+    if (std::find(stepped.begin(), stepped.end(), p.table) == stepped.end()) {
+      p.table->BeginStep();
+      stepped.push_back(p.table);
+    }
+    const uint64_t n = p.floats();
+    grad.resize(n);
+    std::memcpy(grad.data(), values.data() + offset * sizeof(float), n * sizeof(float));
+    offset += n;
+    if (config_.zero_nonfinite) {
+      for (float& g : grad) {
+        if (!std::isfinite(g)) g = 0.0f;
+      }
+    }
+    if (!p.table->sparse()) {
+      p.table->ApplyDense(p.begin, grad);
+      continue;
+    }
+    // Duplicate keys within a slice add up before the step.
+    const uint32_t dim = p.table->width();
+    absl::flat_hash_map<uint64_t, size_t> pos;
+    std::vector<uint64_t> keys;
+    std::vector<float> sum;
+    for (size_t i = 0; i < p.keys.size(); ++i) {
+      auto [it, fresh] = pos.emplace(p.keys[i], keys.size());
+      if (fresh) {
+        keys.push_back(p.keys[i]);
+        sum.insert(sum.end(), grad.begin() + i * dim, grad.begin() + (i + 1) * dim);
+      } else {
+        for (uint32_t j = 0; j < dim; ++j) sum[it->second * dim + j] += grad[i * dim + j];
+      }
+    }
+    p.table->ApplyRows(keys, sum);
+  }
+}
+
+void ShardJob::ApplySyncStepLocked() {
+  const uint64_t clock = applied_clock_;
+  for (const auto& [name, table_ptr] : tables_) {
+    Table* table = table_ptr.get();
+    bool touched = false;
+    std::vector<float> dense_sum;
+    absl::flat_hash_map<uint64_t, size_t> pos;
+    std::vector<uint64_t> keys;
+    std::vector<float> sparse_sum;
+    const uint32_t dim = table->width();
+    // Rank order, then part order, then slice order: the sum does not depend on timing.
+    for (RankState& r : ranks_) {
+      PendingClock& pc = r.pending.at(clock);
+      for (const auto& part : pc.parts) {
+        uint64_t offset = 0;
+        for (const Parsed& p : part->slices) {
+          const uint64_t n = p.floats();
+          const char* src = part->values.data() + offset * sizeof(float);
+          offset += n;
+          if (p.table != table) continue;
+          touched = true;
+          if (!table->sparse()) {
+            if (dense_sum.empty()) dense_sum.assign(table->local_count(), 0.0f);
+            float* dst = dense_sum.data() + (p.begin - table->local_begin());
+            for (uint64_t i = 0; i < n; ++i) {
+              float g;
+              std::memcpy(&g, src + i * sizeof(float), sizeof(float));
+              if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
+              dst[i] += g;
+            }
+            continue;
+          }
+          for (size_t k = 0; k < p.keys.size(); ++k) {
+            auto [it, fresh] = pos.emplace(p.keys[k], keys.size());
+            if (fresh) {
+              keys.push_back(p.keys[k]);
+              sparse_sum.resize(sparse_sum.size() + dim, 0.0f);
+            }
+            float* dst = sparse_sum.data() + it->second * dim;
+            for (uint32_t j = 0; j < dim; ++j) {
+              float g;
+              std::memcpy(&g, src + (k * dim + j) * sizeof(float), sizeof(float));
+              if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
+              dst[j] += g;
+            }
+          }
+        }
+      }
+    }
+    if (!touched) continue;
+    // The mean over workers: divide (not multiply by 1/W) so W = 3 rounds as expected.
+    const float workers = static_cast<float>(config_.num_workers);
+    table->BeginStep();
+    if (!table->sparse()) {
+      for (float& g : dense_sum) g /= workers;
+      table->ApplyDense(table->local_begin(), dense_sum);
+    } else {
+      for (float& g : sparse_sum) g /= workers;
+      table->ApplyRows(keys, sparse_sum);
+    }
+  }
+  for (RankState& r : ranks_) {
+    r.pending.erase(clock);
+    r.done_below = clock + 1;
+  }
+  applied_clock_ = clock + 1;
+}
+
+absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
+  std::vector<std::function<void()>> wake;
+  JobSnapshot snapshot;
+  bool snapshot_due = false;
+  PushResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return absl::UnavailableError("shard is shutting down");
+    if (args.rank >= config_.num_workers) {
+      return absl::InvalidArgumentError(absl::StrCat("rank: ", args.rank,
+                                                     " is not below num_workers ",
+                                                     config_.num_workers));
+    }
+    if (args.num_parts == 0 || args.num_parts > 65536) {
+      return absl::InvalidArgumentError(absl::StrCat("num_parts: must be 1 to 65536, got ",
+                                                     args.num_parts));
+    }
+    if (args.part >= args.num_parts) {
+      return absl::InvalidArgumentError(absl::StrCat("part: ", args.part,
+                                                     " is not below num_parts ", args.num_parts));
+    }
+    std::vector<Parsed> parsed;
+    uint64_t floats = 0;
+    if (absl::Status s = ParseSlices(args.slices, &parsed, &floats); !s.ok()) return s;
+    if (absl::Status s = CheckFloatCount(args.values, floats, "values"); !s.ok()) return s;
+    if (!config_.zero_nonfinite) {
+      const int64_t bad = FirstNonFinitePacked(args.values);
+      if (bad >= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "values: gradient ", bad, " is ", std::isnan(FloatAt(args.values, bad)) ? "NaN" : "infinite",
+            "; the job's nonfinite policy is REJECT"));
+      }
+    }
+    RankState& rank = ranks_[args.rank];
+    // Exactly once: a part seen before is acknowledged, not applied.
+    bool duplicate = args.clock < rank.done_below;
+    auto pending = rank.pending.find(args.clock);
+    if (!duplicate && pending != rank.pending.end()) {
+      if (pending->second.num_parts != args.num_parts) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "num_parts: ", args.num_parts, " differs from the ", pending->second.num_parts,
+            " of earlier parts of rank ", args.rank, " clock ", args.clock));
+      }
+      duplicate = pending->second.have[args.part];
+    }
+    if (duplicate) {
+      ++pushes_duplicate_;
+      result.duplicate = true;
+      result.clock = SnapshotClockLocked();
+      return result;
+    }
+    uint64_t new_bytes = 0;
+    for (const Parsed& p : parsed) {
+      if (p.table->sparse()) new_bytes += p.table->CountMissing(p.keys) * p.table->RowBytes();
+    }
+    if (config_.mode == ConsistencyMode::kSync && args.clock != applied_clock_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "clock: ", args.clock, " is not the shard's current clock ", applied_clock_,
+          " (SYNC applies clocks in order; pull clock ", args.clock, " first)"));
+    }
+    if (new_bytes > 0) {
+      if (!budget_->TryReserve(new_bytes)) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "slices: the new sparse rows need ", new_bytes,
+            " bytes past the shard's memory budget of ", budget_->limit(), " bytes"));
+      }
+      reserved_ += new_bytes;
+    }
+    if (pending == rank.pending.end()) {
+      pending = rank.pending.emplace(args.clock, PendingClock{}).first;
+      pending->second.num_parts = args.num_parts;
+      pending->second.have.assign(args.num_parts, false);
+      if (config_.mode == ConsistencyMode::kSync) pending->second.parts.resize(args.num_parts);
+    }
+    PendingClock& pc = pending->second;
+    pc.have[args.part] = true;
+    ++pc.received;
+    ++pushes_applied_;
+    const uint64_t before = SnapshotClockLocked();
+    if (config_.mode == ConsistencyMode::kSync) {
+      auto part = std::make_unique<Part>();
+      part->slices = std::move(parsed);
+      part->values.assign(args.values.data(), args.values.size());
+      pc.parts[args.part] = std::move(part);
+      const bool all_in = std::all_of(ranks_.begin(), ranks_.end(), [&](const RankState& r) {
+        auto it = r.pending.find(applied_clock_);
+        return it != r.pending.end() && it->second.received == it->second.num_parts;
+      });
+      if (all_in) ApplySyncStepLocked();
+    } else {
+      ApplyPartLocked(parsed, args.values);
+      // Advance the rank's clock over every clock whose parts are all in.
+      while (!rank.pending.empty() && rank.pending.begin()->first == rank.done_below &&
+             rank.pending.begin()->second.received == rank.pending.begin()->second.num_parts) {
+        rank.pending.erase(rank.pending.begin());
+        ++rank.done_below;
+      }
+    }
+    SettleMemoryLocked();
+    const uint64_t after = SnapshotClockLocked();
+    result.clock = after;
+    if (after != before) {
+      wake = TakeReadyWaitersLocked();
+      const uint32_t every = config_.checkpoint_every_clocks;
+      if (every > 0 && config_.mode != ConsistencyMode::kAsync && sink_ &&
+          after / every != before / every) {
+        snapshot = SnapshotLocked();
+        snapshot_due = true;
+      }
+    }
+  }
+  for (auto& w : wake) w();
+  if (snapshot_due) sink_(std::move(snapshot));
+  return result;
+}
+
+JobSnapshot ShardJob::Snapshot() {
+  absl::ReaderMutexLock lock(&mu_);
+  return SnapshotLocked();
+}
+
+JobSnapshot ShardJob::SnapshotLocked() {
+  const auto start = std::chrono::steady_clock::now();
+  JobSnapshot snap;
+  snap.job_id = config_.job_id;
+  snap.clock = SnapshotClockLocked();
+  snap.keep = config_.checkpoint_keep;
+  snap.records.push_back(StateRecord{"job", config_.config_blob});
+  std::string state;
+  ByteWriter w(&state);
+  w.U64(snap.clock);
+  w.U64(applied_clock_);
+  w.U32(static_cast<uint32_t>(ranks_.size()));
+  for (const RankState& r : ranks_) {
+    w.U64(r.done_below);
+    // Parts applied of later clocks (BOUNDED/ASYNC; SYNC buffers are not state: the
+    // workers push them again after a restore to this clock).
+    uint32_t n = 0;
+    if (config_.mode != ConsistencyMode::kSync) n = static_cast<uint32_t>(r.pending.size());
+    w.U32(n);
+    if (n == 0) continue;
+    for (const auto& [clock, pc] : r.pending) {
+      w.U64(clock);
+      w.U32(pc.num_parts);
+      for (uint32_t i = 0; i < pc.num_parts; ++i) w.U32(pc.have[i] ? 1 : 0);
+    }
+  }
+  w.U64(pushes_applied_);
+  w.U64(pushes_duplicate_);
+  snap.records.push_back(StateRecord{"state", std::move(state)});
+  for (const auto& [name, t] : tables_) {
+    snap.records.push_back(StateRecord{"table/" + name + "/spec", t->config().spec_blob});
+    snap.records.push_back(StateRecord{"table/" + name + "/state", t->SaveState()});
+  }
+  snap.pause_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now() - start)
+                                            .count());
+  return snap;
+}
+
+absl::Status ShardJob::Restore(const std::vector<StateRecord>& records,
+                               const std::vector<TableConfig>& table_configs) {
+  std::vector<std::function<void()>> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    const StateRecord* state = nullptr;
+    std::map<std::string, const StateRecord*> table_states;
+    for (const StateRecord& r : records) {
+      if (r.name == "state") state = &r;
+      constexpr absl::string_view kPrefix = "table/";
+      constexpr absl::string_view kSuffix = "/state";
+      absl::string_view n = r.name;
+      if (n.size() > kPrefix.size() + kSuffix.size() && n.substr(0, kPrefix.size()) == kPrefix &&
+          n.substr(n.size() - kSuffix.size()) == kSuffix) {
+        table_states[std::string(n.substr(kPrefix.size(), n.size() - kPrefix.size() - kSuffix.size()))] = &r;
+      }
+    }
+    if (state == nullptr) return absl::DataLossError("checkpoint has no 'state' record");
+    ByteReader rd(state->bytes, "state");
+    uint64_t snap_clock = 0, applied = 0, pa = 0, pd = 0;
+    uint32_t nranks = 0;
+    if (auto s = rd.U64(&snap_clock); !s.ok()) return s;
+    if (auto s = rd.U64(&applied); !s.ok()) return s;
+    if (auto s = rd.U32(&nranks); !s.ok()) return s;
+    if (nranks != config_.num_workers) {
+      return absl::DataLossError(absl::StrCat("checkpoint has ", nranks, " ranks, the job has ",
+                                              config_.num_workers));
+    }
+    std::vector<RankState> ranks(nranks);
+    for (RankState& r : ranks) {
+      uint32_t n = 0;
+      if (auto s = rd.U64(&r.done_below); !s.ok()) return s;
+      if (auto s = rd.U32(&n); !s.ok()) return s;
+      for (uint32_t i = 0; i < n; ++i) {
+        uint64_t clock = 0;
+        PendingClock pc;
+        if (auto s = rd.U64(&clock); !s.ok()) return s;
+        if (auto s = rd.U32(&pc.num_parts); !s.ok()) return s;
+        if (pc.num_parts == 0 || pc.num_parts > 65536) return absl::DataLossError("state: bad num_parts");
+        pc.have.resize(pc.num_parts);
+        for (uint32_t k = 0; k < pc.num_parts; ++k) {
+          uint32_t h = 0;
+          if (auto s = rd.U32(&h); !s.ok()) return s;
+          pc.have[k] = h != 0;
+          pc.received += h != 0;
+        }
+        r.pending.emplace(clock, std::move(pc));
+      }
+    }
+    if (auto s = rd.U64(&pa); !s.ok()) return s;
+    if (auto s = rd.U64(&pd); !s.ok()) return s;
+    // Tables: create the missing ones, then load every table's state into fresh tables
+    // so that a failure leaves the job as it was.
+    std::map<std::string, std::unique_ptr<Table>, std::less<>> fresh;
+    for (const TableConfig& tc : table_configs) {
+      uint64_t begin = 0, count = 0;
+      if (!tc.sparse) {
+        auto part = DensePartition::Create(tc.name, tc.size, config_.num_shards);
+        if (!part.ok()) return absl::DataLossError(std::string(part.status().message()));
+        const DenseRange r = part->RangeOf(config_.shard_id);
+        begin = r.begin;
+        count = r.count;
+      }
+      fresh.emplace(tc.name, std::make_unique<Table>(tc, config_.seed, begin, count));
+    }
+    for (auto& [name, table] : fresh) {
+      auto it = table_states.find(name);
+      if (it == table_states.end()) {
+        return absl::DataLossError(absl::StrCat("checkpoint has no state of table '", name, "'"));
+      }
+      if (auto s = table->LoadState(it->second->bytes); !s.ok()) return s;
+    }
+    tables_ = std::move(fresh);
+    ranks_ = std::move(ranks);
+    applied_clock_ = applied;
+    pushes_applied_ = pa;
+    pushes_duplicate_ = pd;
+    last_snapshot_clock_ = snap_clock;
+    SettleMemoryLocked();
+    wake = TakeReadyWaitersLocked();
+  }
+  for (auto& w : wake) w();
+  return absl::OkStatus();
+}
+
+void ShardJob::Reset() {
+  std::vector<std::function<void()>> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, std::unique_ptr<Table>, std::less<>> fresh;
+    for (const auto& [name, t] : tables_) {
+      fresh.emplace(name, std::make_unique<Table>(t->config(), config_.seed, t->local_begin(),
+                                                  t->local_count()));
+    }
+    tables_ = std::move(fresh);
+    ranks_.clear();
+    ranks_.resize(config_.num_workers);
+    applied_clock_ = 0;
+    last_snapshot_clock_ = 0;
+    SettleMemoryLocked();
+    wake = TakeReadyWaitersLocked();
+  }
+  for (auto& w : wake) w();
+}
+
+JobCounters ShardJob::Counters(bool with_digest) const {
+  absl::ReaderMutexLock lock(&mu_);
+  JobCounters c;
+  c.clock = SnapshotClockLocked();
+  for (const RankState& r : ranks_) c.worker_clocks.push_back(r.done_below);
+  c.pushes_applied = pushes_applied_;
+  c.pushes_duplicate = pushes_duplicate_;
+  for (const auto& [name, t] : tables_) {
+    if (t->sparse()) {
+      c.sparse_rows += t->num_rows();
+    } else {
+      c.dense_elements += t->local_count();
+    }
+  }
+  c.memory_bytes = MemoryLocked();
+  if (with_digest) {
+    uint64_t h = kFnvOffset;
+    for (const auto& [name, t] : tables_) {
+      h = Fnv1a64(name, h);
+      h = Fnv1a64(t->SaveState(), h);
+    }
+    c.digest = h;
+  }
+  return c;
+}
+
+uint64_t ShardJob::clock() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return SnapshotClockLocked();
+}
+
+void ShardJob::Close() {
+  std::vector<std::function<void()>> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    wake = TakeReadyWaitersLocked();
+  }
+  for (auto& w : wake) w();
+}
+
+}  // namespace ps

@@ -1,0 +1,431 @@
+#include "server/shard_job.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/packing.h"
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+TableConfig Dense(const std::string& name, uint64_t size, OptimizerKind kind) {
+  TableConfig t;
+  t.name = name;
+  t.size = size;
+  t.init = InitKind::kUniform;
+  t.init_scale = 0.1f;
+  t.optimizer.kind = kind;
+  t.optimizer.learning_rate = 0.1f;
+  t.optimizer.momentum = 0.9f;
+  t.spec_blob = "dense:" + name + std::to_string(size);
+  return t;
+}
+
+TableConfig Sparse(const std::string& name, uint32_t dim, OptimizerKind kind) {
+  TableConfig t;
+  t.name = name;
+  t.sparse = true;
+  t.dim = dim;
+  t.init = InitKind::kNormal;
+  t.init_scale = 0.05f;
+  t.optimizer.kind = kind;
+  t.optimizer.learning_rate = 0.05f;
+  t.spec_blob = "sparse:" + name + std::to_string(dim);
+  return t;
+}
+
+JobConfig Config(ConsistencyMode mode, uint32_t workers, uint32_t staleness = 0) {
+  JobConfig c;
+  c.job_id = "j";
+  c.seed = 42;
+  c.mode = mode;
+  c.staleness = staleness;
+  c.num_workers = workers;
+  return c;
+}
+
+struct Fixture {
+  explicit Fixture(JobConfig config, uint64_t budget = 0) : budget_(budget) {
+    job = std::make_unique<ShardJob>(std::move(config), &budget_,
+                                     [this](JobSnapshot s) { snapshots.push_back(std::move(s)); });
+  }
+  MemoryBudget budget_;
+  std::unique_ptr<ShardJob> job;
+  std::vector<JobSnapshot> snapshots;
+};
+
+// One push part as owned data, so tests can replay it in any order.
+struct Push {
+  uint32_t rank;
+  uint64_t clock;
+  uint32_t part;
+  uint32_t num_parts;
+  std::string table;
+  uint64_t begin, count;
+  std::vector<uint64_t> keys;
+  std::vector<float> grads;
+};
+
+absl::StatusOr<PushResult> Send(ShardJob* job, const Push& p) {
+  const std::string keys = PackKeys(p.keys);
+  const std::string values = PackFloats(p.grads);
+  PushArgs a;
+  a.rank = p.rank;
+  a.clock = p.clock;
+  a.part = p.part;
+  a.num_parts = p.num_parts;
+  a.slices.push_back(SliceArgs{p.table, p.begin, p.count, keys});
+  a.values = values;
+  return job->Push(a);
+}
+
+std::vector<float> PullDense(ShardJob* job, const std::string& table, uint64_t n,
+                             uint64_t clock = 0) {
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  SliceArgs s{table, 0, n, {}};
+  auto ready = job->TryPull(0, clock, {&s, 1}, /*no_wait=*/false, &out, &applied, nullptr, &ticket);
+  EXPECT_TRUE(ready.ok()) << ready.status();
+  return *UnpackFloats(out, "values");
+}
+
+std::vector<Push> SyncClockPushes(uint32_t workers) {
+  std::vector<Push> pushes;
+  for (uint32_t r = 0; r < workers; ++r) {
+    std::vector<float> g(8);
+    for (int i = 0; i < 8; ++i) g[i] = 0.37f * static_cast<float>(r + 1) - 0.11f * i + 1e-4f * r * i;
+    // Two parts per rank: the dense table in halves and a sparse slice with overlapping keys.
+    pushes.push_back(Push{r, 0, 0, 3, "w", 0, 4, {}, {g.begin(), g.begin() + 4}});
+    pushes.push_back(Push{r, 0, 1, 3, "w", 4, 4, {}, {g.begin() + 4, g.end()}});
+    std::vector<float> sg = {0.3f * r, -0.7f, 1.1f + r, 0.01f * r, 2.0f, -1.0f * r};
+    pushes.push_back(Push{r, 0, 2, 3, "emb", 0, 0, {5, 9 + r, 5}, sg});
+  }
+  return pushes;
+}
+
+std::string DigestAfter(const std::vector<Push>& order, uint32_t workers) {
+  Fixture f(Config(ConsistencyMode::kSync, workers));
+  EXPECT_TRUE(f.job->CreateTable(Dense("w", 8, OptimizerKind::kAdam)).ok());
+  EXPECT_TRUE(f.job->CreateTable(Sparse("emb", 2, OptimizerKind::kAdagrad)).ok());
+  for (const Push& p : order) EXPECT_TRUE(Send(f.job.get(), p).ok());
+  EXPECT_EQ(f.job->clock(), 1u);
+  JobSnapshot snap = f.job->Snapshot();
+  std::string all;
+  for (const StateRecord& r : snap.records) {
+    if (r.name.rfind("table/", 0) == 0) all += r.name + r.bytes;
+  }
+  return all;
+}
+
+TEST(ShardJobSyncTest, EveryArrivalOrderGivesBitwiseEqualWeightsAndSlots) {
+  const uint32_t workers = 3;
+  std::vector<Push> pushes = SyncClockPushes(workers);
+  const std::string want = DigestAfter(pushes, workers);
+  ASSERT_FALSE(want.empty());
+  // 9! orders are too many to run; take the reverse order and 300 random ones.
+  std::vector<int> perm(pushes.size());
+  std::iota(perm.begin(), perm.end(), 0);
+  std::mt19937 rng(1234);
+  for (int order = 0; order < 301; ++order) {
+    if (order == 0) {
+      std::reverse(perm.begin(), perm.end());
+    } else {
+      std::shuffle(perm.begin(), perm.end(), rng);
+    }
+    std::vector<Push> arrival;
+    for (int i : perm) arrival.push_back(pushes[i]);
+    ASSERT_EQ(DigestAfter(arrival, workers), want) << "order " << order;
+  }
+}
+
+TEST(ShardJobSyncTest, StepIsTheMeanOfTheWorkersGradients) {
+  Fixture f(Config(ConsistencyMode::kSync, 2));
+  TableConfig t = Dense("w", 3, OptimizerKind::kSgd);
+  t.init = InitKind::kZeros;
+  ASSERT_TRUE(f.job->CreateTable(t).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "w", 0, 3, {}, {1, 2, 3}}).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 0, 1, "w", 0, 3, {}, {3, 4, -3}}).ok());
+  // w = 0 - 0.1 * mean.
+  EXPECT_EQ(PullDense(f.job.get(), "w", 3, 1), (std::vector<float>{-0.2f, -0.3f, 0.0f}));
+}
+
+TEST(ShardJobSyncTest, DuplicatePushIsAcknowledgedNotApplied) {
+  Fixture f(Config(ConsistencyMode::kSync, 2));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 4, OptimizerKind::kMomentum)).ok());
+  Push a{0, 0, 0, 1, "w", 0, 4, {}, {1, 1, 1, 1}};
+  Push b{1, 0, 0, 1, "w", 0, 4, {}, {2, 2, 2, 2}};
+  auto first = Send(f.job.get(), a);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->duplicate);
+  auto again = Send(f.job.get(), a);  // Retried before the clock completed.
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  ASSERT_TRUE(Send(f.job.get(), b).ok());
+  const uint64_t digest = f.job->Counters(true).digest;
+  auto late = Send(f.job.get(), b);  // Retried after the clock was applied.
+  ASSERT_TRUE(late.ok());
+  EXPECT_TRUE(late->duplicate);
+  const JobCounters c = f.job->Counters(true);
+  EXPECT_EQ(c.digest, digest);
+  EXPECT_EQ(c.clock, 1u);
+  EXPECT_EQ(c.pushes_applied, 2u);
+  EXPECT_EQ(c.pushes_duplicate, 2u);
+}
+
+TEST(ShardJobSyncTest, PullOfNextClockWaitsForTheLastPush) {
+  Fixture f(Config(ConsistencyMode::kSync, 3));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 2, OptimizerKind::kSgd)).ok());
+  const std::vector<float> before = PullDense(f.job.get(), "w", 2, 0);
+  int woken = 0;
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  SliceArgs s{"w", 0, 2, {}};
+  auto ready = f.job->TryPull(1, 1, {&s, 1}, false, &out, &applied, [&] { ++woken; }, &ticket);
+  ASSERT_TRUE(ready.ok());
+  EXPECT_FALSE(*ready);
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "w", 0, 2, {}, {1, 1}}).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{2, 0, 0, 1, "w", 0, 2, {}, {1, 1}}).ok());
+  EXPECT_EQ(woken, 0);
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 0, 1, "w", 0, 2, {}, {1, 1}}).ok());
+  EXPECT_EQ(woken, 1);
+  ready = f.job->TryPull(1, 1, {&s, 1}, false, &out, &applied, nullptr, &ticket);
+  ASSERT_TRUE(ready.ok());
+  EXPECT_TRUE(*ready);
+  EXPECT_EQ(applied, 1u);
+  const std::vector<float> after = *UnpackFloats(out, "v");
+  EXPECT_FLOAT_EQ(after[0], before[0] - 0.1f);
+  EXPECT_FALSE(f.job->CancelWait(ticket));
+}
+
+TEST(ShardJobSyncTest, PushAheadOfTheClockIsRejected) {
+  Fixture f(Config(ConsistencyMode::kSync, 2));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 2, OptimizerKind::kSgd)).ok());
+  auto r = Send(f.job.get(), Push{0, 1, 0, 1, "w", 0, 2, {}, {1, 1}});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("clock"), absl::string_view::npos);
+}
+
+bool Ready(ShardJob* job, uint32_t rank, uint64_t clock) {
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  SliceArgs s{"w", 0, 2, {}};
+  auto ready = job->TryPull(rank, clock, {&s, 1}, false, &out, &applied, [] {}, &ticket);
+  EXPECT_TRUE(ready.ok());
+  if (!*ready) job->CancelWait(ticket);
+  return *ready;
+}
+
+TEST(ShardJobBoundedTest, PullWaitsExactlyWhenTheStalenessRuleSays) {
+  const uint32_t s = 2;
+  Fixture f(Config(ConsistencyMode::kBounded, 2, s));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 2, OptimizerKind::kSgd)).ok());
+  // Rank 0 runs ahead; rank 1 pushed nothing. A pull of clock c needs every rank's
+  // clocks < c - s applied: with rank 1 at 0, clocks 0..s are free.
+  for (uint64_t c = 0; c < 6; ++c) {
+    ASSERT_TRUE(Send(f.job.get(), Push{0, c, 0, 1, "w", 0, 2, {}, {1, 1}}).ok());
+  }
+  for (uint64_t c = 0; c <= s; ++c) EXPECT_TRUE(Ready(f.job.get(), 0, c)) << c;
+  EXPECT_FALSE(Ready(f.job.get(), 0, s + 1));
+  // A waiting pull of clock s + 2 is released when rank 1 has applied clocks 0 and 1.
+  int woken = 0;
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  SliceArgs sl{"w", 0, 2, {}};
+  ASSERT_FALSE(*f.job->TryPull(0, s + 2, {&sl, 1}, false, &out, &applied, [&] { ++woken; }, &ticket));
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 0, 1, "w", 0, 2, {}, {1, 1}}).ok());
+  EXPECT_EQ(woken, 0);
+  EXPECT_TRUE(Ready(f.job.get(), 0, s + 1));
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 1, 0, 1, "w", 0, 2, {}, {1, 1}}).ok());
+  EXPECT_EQ(woken, 1);
+  EXPECT_FALSE(Ready(f.job.get(), 0, s + 3));
+}
+
+TEST(ShardJobAsyncTest, PullsNeverWaitAndPushesApplyOnArrival) {
+  Fixture f(Config(ConsistencyMode::kAsync, 4));
+  TableConfig t = Dense("w", 2, OptimizerKind::kSgd);
+  t.init = InitKind::kZeros;
+  ASSERT_TRUE(f.job->CreateTable(t).ok());
+  EXPECT_TRUE(Ready(f.job.get(), 3, 1000000));
+  ASSERT_TRUE(Send(f.job.get(), Push{2, 7, 0, 1, "w", 0, 2, {}, {1, -1}}).ok());
+  EXPECT_EQ(PullDense(f.job.get(), "w", 2), (std::vector<float>{-0.1f, 0.1f}));
+  // Out-of-order clocks of one rank are each applied once.
+  ASSERT_TRUE(Send(f.job.get(), Push{2, 5, 0, 1, "w", 0, 2, {}, {1, -1}}).ok());
+  EXPECT_TRUE(Send(f.job.get(), Push{2, 7, 0, 1, "w", 0, 2, {}, {1, -1}})->duplicate);
+  EXPECT_EQ(f.job->Counters(false).pushes_applied, 2u);
+}
+
+TEST(ShardJobValidationTest, MalformedPushesChangeNothingAndNameTheField) {
+  Fixture f(Config(ConsistencyMode::kAsync, 2));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 4, OptimizerKind::kSgd)).ok());
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 2, OptimizerKind::kSgd)).ok());
+  const uint64_t digest = f.job->Counters(true).digest;
+  struct Case {
+    Push push;
+    absl::StatusCode code;
+    const char* field;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Case cases[] = {
+      {{5, 0, 0, 1, "w", 0, 4, {}, {1, 1, 1, 1}}, absl::StatusCode::kInvalidArgument, "rank"},
+      {{0, 0, 0, 1, "nope", 0, 4, {}, {1, 1, 1, 1}}, absl::StatusCode::kNotFound, "slices[0].table"},
+      {{0, 0, 0, 1, "w", 2, 4, {}, {1, 1, 1, 1}}, absl::StatusCode::kOutOfRange, "slices[0].begin"},
+      {{0, 0, 0, 1, "w", 0, 0, {}, {}}, absl::StatusCode::kInvalidArgument, "slices[0].count"},
+      {{0, 0, 0, 1, "w", 0, 4, {}, {1, 1, 1}}, absl::StatusCode::kInvalidArgument, "values"},
+      {{0, 0, 0, 1, "w", 0, 4, {}, {1, nan, 1, 1}}, absl::StatusCode::kInvalidArgument, "values"},
+      {{0, 0, 2, 2, "w", 0, 4, {}, {1, 1, 1, 1}}, absl::StatusCode::kInvalidArgument, "part"},
+      {{0, 0, 0, 0, "w", 0, 4, {}, {1, 1, 1, 1}}, absl::StatusCode::kInvalidArgument, "num_parts"},
+      {{0, 0, 0, 1, "emb", 0, 0, {}, {}}, absl::StatusCode::kInvalidArgument, "slices[0].keys"},
+      {{0, 0, 0, 1, "emb", 0, 0, {1, 2}, {1, 1, 1}}, absl::StatusCode::kInvalidArgument, "values"},
+  };
+  for (const Case& c : cases) {
+    auto r = Send(f.job.get(), c.push);
+    ASSERT_EQ(r.status().code(), c.code) << c.field << ": " << r.status();
+    EXPECT_EQ(r.status().message().rfind(c.field, 0), 0u) << r.status().message();
+  }
+  // Keys whose byte length is not a multiple of 8.
+  PushArgs a;
+  a.slices.push_back(SliceArgs{"emb", 0, 0, "0123456789"});
+  a.values = PackFloats({1, 1});
+  EXPECT_EQ(f.job->Push(a).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(f.job->Counters(true).digest, digest);
+  EXPECT_EQ(f.job->Counters(false).pushes_applied, 0u);
+  EXPECT_EQ(PullDense(f.job.get(), "w", 4).size(), 4u);
+}
+
+TEST(ShardJobValidationTest, NonFiniteGradientsCanBeZeroed) {
+  JobConfig c = Config(ConsistencyMode::kAsync, 1);
+  c.zero_nonfinite = true;
+  Fixture f(c);
+  TableConfig t = Dense("w", 2, OptimizerKind::kSgd);
+  t.init = InitKind::kZeros;
+  ASSERT_TRUE(f.job->CreateTable(t).ok());
+  const float inf = std::numeric_limits<float>::infinity();
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "w", 0, 2, {}, {inf, 1}}).ok());
+  EXPECT_EQ(PullDense(f.job.get(), "w", 2), (std::vector<float>{0.0f, -0.1f}));
+}
+
+TEST(ShardJobMemoryTest, BudgetRefusesTablesAndRowsPastIt) {
+  Fixture f(Config(ConsistencyMode::kAsync, 1), /*budget=*/4096);
+  EXPECT_EQ(f.job->CreateTable(Dense("big", 10000, OptimizerKind::kSgd)).code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 64, OptimizerKind::kSgd)).ok());
+  std::vector<uint64_t> keys(100);
+  std::iota(keys.begin(), keys.end(), 0);
+  const std::string packed = PackKeys(keys);
+  SliceArgs s{"emb", 0, 0, packed};
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  auto r = f.job->TryPull(0, 0, {&s, 1}, false, &out, &applied, nullptr, &ticket);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(f.job->Counters(false).sparse_rows, 0u);
+  // A few rows fit.
+  const std::string few = PackKeys({1, 2});
+  SliceArgs s2{"emb", 0, 0, few};
+  ASSERT_TRUE(f.job->TryPull(0, 0, {&s2, 1}, false, &out, &applied, nullptr, &ticket).ok());
+  EXPECT_EQ(f.job->Counters(false).sparse_rows, 2u);
+}
+
+TEST(ShardJobSparseTest, RowsAreDeterministicAndNoWaitPullsCreateNone) {
+  Fixture a(Config(ConsistencyMode::kAsync, 1));
+  Fixture b(Config(ConsistencyMode::kAsync, 1));
+  ASSERT_TRUE(a.job->CreateTable(Sparse("emb", 4, OptimizerKind::kSgd)).ok());
+  ASSERT_TRUE(b.job->CreateTable(Sparse("emb", 4, OptimizerKind::kSgd)).ok());
+  const std::string k1 = PackKeys({7, 3, 7}), k2 = PackKeys({3, 7});
+  SliceArgs s1{"emb", 0, 0, k1}, s2{"emb", 0, 0, k2};
+  std::string o1, o2, peek;
+  uint64_t applied = 0, ticket = 0;
+  ASSERT_TRUE(b.job->TryPull(0, 0, {&s2, 1}, true, &peek, &applied, nullptr, &ticket).ok());
+  EXPECT_EQ(b.job->Counters(false).sparse_rows, 0u);
+  ASSERT_TRUE(a.job->TryPull(0, 0, {&s1, 1}, false, &o1, &applied, nullptr, &ticket).ok());
+  ASSERT_TRUE(b.job->TryPull(0, 0, {&s2, 1}, false, &o2, &applied, nullptr, &ticket).ok());
+  ASSERT_EQ(o1.size(), 3u * 16);
+  EXPECT_EQ(o1.substr(16, 16), o2.substr(0, 16));   // Key 3 in both.
+  EXPECT_EQ(o1.substr(0, 16), o1.substr(32, 16));   // Key 7 twice.
+  EXPECT_EQ(o2, peek);                              // Peeked values are the initial ones.
+  EXPECT_NE(o1.substr(0, 16), o1.substr(16, 16));
+  EXPECT_EQ(a.job->Counters(false).sparse_rows, 2u);
+}
+
+TEST(ShardJobCheckpointTest, RestoreBringsBackWeightsSlotsAndTheRecord) {
+  JobConfig c = Config(ConsistencyMode::kSync, 2);
+  c.checkpoint_every_clocks = 2;
+  Fixture f(c);
+  const TableConfig w = Dense("w", 3, OptimizerKind::kAdam);
+  const TableConfig e = Sparse("emb", 2, OptimizerKind::kMomentum);
+  ASSERT_TRUE(f.job->CreateTable(w).ok());
+  ASSERT_TRUE(f.job->CreateTable(e).ok());
+  auto step = [&](uint64_t clock) {
+    for (uint32_t r = 0; r < 2; ++r) {
+      ASSERT_TRUE(Send(f.job.get(), Push{r, clock, 0, 2, "w", 0, 3, {}, {0.5f * r, 1, -1}}).ok());
+      ASSERT_TRUE(Send(f.job.get(), Push{r, clock, 1, 2, "emb", 0, 0, {r, 9}, {1, 2, 3, 4}}).ok());
+    }
+  };
+  step(0);
+  step(1);
+  ASSERT_EQ(f.snapshots.size(), 1u);  // Clock-aligned: taken when the clock reached 2.
+  EXPECT_EQ(f.snapshots[0].clock, 2u);
+  const uint64_t at2 = f.job->Counters(true).digest;
+  step(2);
+  step(3);
+  ASSERT_EQ(f.snapshots.size(), 2u);
+  EXPECT_NE(f.job->Counters(true).digest, at2);
+  ASSERT_TRUE(f.job->Restore(f.snapshots[0].records, {w, e}).ok());
+  EXPECT_EQ(f.job->Counters(true).digest, at2);
+  EXPECT_EQ(f.job->clock(), 2u);
+  // The record came back too: clock 1 is a duplicate, clock 2 is new again.
+  EXPECT_TRUE(Send(f.job.get(), Push{0, 1, 0, 2, "w", 0, 3, {}, {1, 1, 1}})->duplicate);
+  EXPECT_FALSE(Send(f.job.get(), Push{0, 2, 0, 2, "w", 0, 3, {}, {1, 1, 1}})->duplicate);
+  // A malformed record is refused and changes nothing.
+  std::vector<StateRecord> broken = f.snapshots[0].records;
+  for (StateRecord& r : broken) {
+    if (r.name == "table/w/state") r.bytes.resize(r.bytes.size() / 2);
+  }
+  const uint64_t now = f.job->Counters(true).digest;
+  EXPECT_EQ(f.job->Restore(broken, {w, e}).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(f.job->Counters(true).digest, now);
+}
+
+TEST(ShardJobCheckpointTest, ResetReturnsToTheInitialState) {
+  Fixture f(Config(ConsistencyMode::kAsync, 1));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 5, OptimizerKind::kAdam)).ok());
+  const uint64_t initial = f.job->Counters(true).digest;
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "w", 0, 5, {}, {1, 2, 3, 4, 5}}).ok());
+  EXPECT_NE(f.job->Counters(true).digest, initial);
+  f.job->Reset();
+  EXPECT_EQ(f.job->Counters(true).digest, initial);
+  EXPECT_EQ(f.job->clock(), 0u);
+}
+
+TEST(ShardJobTest, CreateTableIsIdempotentForEqualSpecs) {
+  Fixture f(Config(ConsistencyMode::kAsync, 1));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 5, OptimizerKind::kSgd)).ok());
+  EXPECT_TRUE(f.job->CreateTable(Dense("w", 5, OptimizerKind::kSgd)).ok());
+  EXPECT_EQ(f.job->CreateTable(Dense("w", 6, OptimizerKind::kSgd)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(f.job->DropTable("w").ok());
+  EXPECT_EQ(f.job->DropTable("w").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ShardJobTest, CloseReleasesWaitingPulls) {
+  Fixture f(Config(ConsistencyMode::kSync, 2));
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 2, OptimizerKind::kSgd)).ok());
+  int woken = 0;
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  SliceArgs s{"w", 0, 2, {}};
+  ASSERT_FALSE(*f.job->TryPull(0, 5, {&s, 1}, false, &out, &applied, [&] { ++woken; }, &ticket));
+  f.job->Close();
+  EXPECT_EQ(woken, 1);
+  EXPECT_EQ(f.job->TryPull(0, 5, {&s, 1}, false, &out, &applied, nullptr, &ticket).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace ps

@@ -1,0 +1,210 @@
+#include "server/table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "server/bytes.h"
+
+namespace ps {
+namespace {
+
+// Uniform in [0, 1) from the top 24 bits: exactly representable as float.
+float Unit(uint64_t bits) { return static_cast<float>(bits >> 40) * (1.0f / 16777216.0f); }
+
+}  // namespace
+
+float InitialValue(const TableConfig& config, uint64_t seed, uint64_t index, uint32_t j) {
+  if (config.init == InitKind::kZeros || config.init_scale == 0.0f) return 0.0f;
+  const uint64_t h = HashCombine(HashCombine(Mix64(seed), Fnv1a64(config.name)), index);
+  if (config.init == InitKind::kUniform) {
+    return config.init_scale * (2.0f * Unit(Mix64(h + j)) - 1.0f);
+  }
+  // Box-Muller over two independent uniforms; u1 in (0, 1].
+  const double u1 = 1.0 - static_cast<double>(Unit(Mix64(h + 2 * uint64_t{j})));
+  const double u2 = static_cast<double>(Unit(Mix64(h + 2 * uint64_t{j} + 1)));
+  const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  return static_cast<float>(config.init_scale * z);
+}
+
+Table::Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64_t local_count)
+    : config_(std::move(config)),
+      seed_(job_seed),
+      local_begin_(config_.sparse ? 0 : local_begin),
+      local_count_(config_.sparse ? 0 : local_count),
+      num_slots_(NumSlots(config_.optimizer.kind)),
+      slots_(num_slots_) {
+  if (!config_.sparse) {
+    weights_.resize(local_count_);
+    for (uint64_t i = 0; i < local_count_; ++i) {
+      weights_[i] = InitialValue(config_, seed_, local_begin_ + i, 0);
+    }
+    for (int s = 0; s < num_slots_; ++s) {
+      slots_[s].assign(local_count_, InitialSlotValue(config_.optimizer, s));
+    }
+  }
+}
+
+uint64_t Table::RowBytes() const {
+  return uint64_t{width()} * sizeof(float) * (1 + num_slots_) +
+         (config_.sparse ? 2 * sizeof(uint64_t) : 0);
+}
+
+uint64_t Table::MemoryBytes() const {
+  return config_.sparse ? RowBytes() * keys_.size() : RowBytes() * local_count_;
+}
+
+absl::Status Table::CheckDenseRange(uint64_t begin, uint64_t count,
+                                    absl::string_view field) const {
+  if (begin < local_begin_ || begin > local_begin_ + local_count_ ||
+      count > local_begin_ + local_count_ - begin) {
+    return absl::OutOfRangeError(absl::StrCat(
+        field, ": range [", begin, ", ", begin + count, ") of table '", config_.name,
+        "' is not held here (this shard holds [", local_begin_, ", ",
+        local_begin_ + local_count_, ") of ", config_.size, ")"));
+  }
+  return absl::OkStatus();
+}
+
+void Table::ReadDense(uint64_t begin, uint64_t count, std::string* out) const {
+  out->append(reinterpret_cast<const char*>(weights_.data() + (begin - local_begin_)),
+              count * sizeof(float));
+}
+
+uint64_t Table::CountMissing(absl::Span<const uint64_t> keys) const {
+  absl::flat_hash_map<uint64_t, bool> seen;
+  uint64_t missing = 0;
+  for (uint64_t k : keys) {
+    if (!index_.contains(k) && seen.emplace(k, true).second) ++missing;
+  }
+  return missing;
+}
+
+uint64_t Table::RowOf(uint64_t key) {
+  auto [it, inserted] = index_.emplace(key, keys_.size());
+  if (inserted) {
+    const uint32_t dim = config_.dim;
+    keys_.push_back(key);
+    for (uint32_t j = 0; j < dim; ++j) weights_.push_back(InitialValue(config_, seed_, key, j));
+    for (int s = 0; s < num_slots_; ++s) {
+      slots_[s].resize(slots_[s].size() + dim, InitialSlotValue(config_.optimizer, s));
+    }
+  }
+  return it->second;
+}
+
+void Table::CreateRows(absl::Span<const uint64_t> keys) {
+  for (uint64_t k : keys) RowOf(k);
+}
+
+void Table::ReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
+  const uint32_t dim = config_.dim;
+  const size_t start = out->size();
+  out->resize(start + keys.size() * dim * sizeof(float));
+  char* dst = out->data() + start;
+  for (uint64_t k : keys) {
+    auto it = index_.find(k);
+    if (it != index_.end()) {
+      std::memcpy(dst, weights_.data() + it->second * dim, dim * sizeof(float));
+    } else {
+      for (uint32_t j = 0; j < dim; ++j) {
+        const float v = InitialValue(config_, seed_, k, j);
+        std::memcpy(dst + j * sizeof(float), &v, sizeof(float));
+      }
+    }
+    dst += dim * sizeof(float);
+  }
+}
+
+void Table::ApplyDense(uint64_t begin, absl::Span<const float> grad) {
+  const uint64_t off = begin - local_begin_;
+  float* slots[2] = {nullptr, nullptr};
+  for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + off;
+  ApplyOptimizer(config_.optimizer, step_, grad.data(), weights_.data() + off, slots,
+                 grad.size());
+}
+
+void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad) {
+  const uint32_t dim = config_.dim;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const uint64_t row = RowOf(keys[i]);
+    float* slots[2] = {nullptr, nullptr};
+    for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + row * dim;
+    ApplyOptimizer(config_.optimizer, step_, grad.data() + i * dim,
+                   weights_.data() + row * dim, slots, dim);
+  }
+}
+
+std::string Table::SaveState() const {
+  std::string out;
+  ByteWriter w(&out);
+  w.U64(step_);
+  w.U32(static_cast<uint32_t>(num_slots_));
+  if (!config_.sparse) {
+    w.U64(local_count_);
+    w.Raw(weights_.data(), weights_.size() * sizeof(float));
+    for (const auto& s : slots_) w.Raw(s.data(), s.size() * sizeof(float));
+    return out;
+  }
+  // Rows by ascending key, so equal states give equal bytes whatever the insertion order.
+  std::vector<uint64_t> order(keys_.size());
+  for (uint64_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [this](uint64_t a, uint64_t b) { return keys_[a] < keys_[b]; });
+  const uint32_t dim = config_.dim;
+  out.reserve(out.size() + 8 + order.size() * (8 + dim * 4 * (1 + num_slots_)));
+  w.U64(order.size());
+  for (uint64_t i : order) w.U64(keys_[i]);
+  for (uint64_t i : order) w.Raw(weights_.data() + i * dim, dim * sizeof(float));
+  for (const auto& s : slots_) {
+    for (uint64_t i : order) w.Raw(s.data() + i * dim, dim * sizeof(float));
+  }
+  return out;
+}
+
+absl::Status Table::LoadState(absl::string_view bytes) {
+  const std::string what = absl::StrCat("table '", config_.name, "'");
+  ByteReader r(bytes, what);
+  uint64_t step = 0, n = 0;
+  uint32_t num_slots = 0;
+  if (auto s = r.U64(&step); !s.ok()) return s;
+  if (auto s = r.U32(&num_slots); !s.ok()) return s;
+  if (auto s = r.U64(&n); !s.ok()) return s;
+  if (static_cast<int>(num_slots) != num_slots_) {
+    return absl::DataLossError(absl::StrCat(what, ": checkpoint has ", num_slots,
+                                            " optimizer slots, the table has ", num_slots_));
+  }
+  const uint64_t row_width = width();
+  if (!config_.sparse && n != local_count_) {
+    return absl::DataLossError(absl::StrCat(what, ": checkpoint holds ", n,
+                                            " elements, this shard holds ", local_count_));
+  }
+  if (n * row_width * sizeof(float) * (1 + num_slots_) > bytes.size()) {
+    return absl::DataLossError(absl::StrCat(what, ": record is truncated"));
+  }
+  std::vector<uint64_t> keys;
+  if (config_.sparse) {
+    keys.resize(n);
+    if (auto s = r.Raw(keys.data(), n * sizeof(uint64_t)); !s.ok()) return s;
+  }
+  std::vector<float> weights(n * row_width);
+  if (auto s = r.Raw(weights.data(), weights.size() * sizeof(float)); !s.ok()) return s;
+  std::vector<std::vector<float>> slots(num_slots_, std::vector<float>(n * row_width));
+  for (auto& sl : slots) {
+    if (auto s = r.Raw(sl.data(), sl.size() * sizeof(float)); !s.ok()) return s;
+  }
+  if (!r.done()) return absl::DataLossError(what + ": trailing bytes in record");
+  step_ = step;
+  weights_ = std::move(weights);
+  slots_ = std::move(slots);
+  keys_ = std::move(keys);
+  index_.clear();
+  for (uint64_t i = 0; i < keys_.size(); ++i) index_.emplace(keys_[i], i);
+  return absl::OkStatus();
+}
+
+uint64_t Table::Digest() const { return Fnv1a64(SaveState()); }
+
+}  // namespace ps

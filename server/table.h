@@ -1,0 +1,114 @@
+// One table of a job on one shard: its part of the weights and optimizer slots.
+//
+// A dense table holds the elements [local_begin, local_begin + local_count) of the
+// global table (its run of blocks, common/partition.h). A sparse table holds the rows
+// of the keys that hash to this shard, created on first pull with a deterministic
+// initialiser seeded by (job seed, table name, key), so a restarted shard recreates the
+// same rows.
+//
+// Not thread-safe: the owning ShardJob serialises access (readers may share).
+#ifndef PS_SERVER_TABLE_H_
+#define PS_SERVER_TABLE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "server/optimizer.h"
+
+namespace ps {
+
+enum class InitKind { kZeros, kUniform, kNormal };
+
+struct TableConfig {
+  std::string name;
+  bool sparse = false;
+  uint64_t size = 0;  // Dense: global elements.
+  uint32_t dim = 0;   // Sparse: row width.
+  InitKind init = InitKind::kZeros;
+  float init_scale = 0.0f;
+  OptimizerConfig optimizer;
+  // The serialized spec as the service layer received it; kept opaque and written with
+  // checkpoints so a restarted shard can recreate the table.
+  std::string spec_blob;
+};
+
+// The initial value of element `j` of the row (sparse) or element (dense, j = 0) with
+// the given index, for a table of `config` in a job seeded with `seed`.
+float InitialValue(const TableConfig& config, uint64_t seed, uint64_t index, uint32_t j);
+
+class Table {
+ public:
+  Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64_t local_count);
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  const TableConfig& config() const { return config_; }
+  bool sparse() const { return config_.sparse; }
+  uint32_t width() const { return config_.sparse ? config_.dim : 1; }
+  uint64_t local_begin() const { return local_begin_; }
+  uint64_t local_count() const { return local_count_; }
+  uint64_t step() const { return step_; }
+  uint64_t num_rows() const { return keys_.size(); }
+
+  // Bytes of weights and slots of one sparse row, or of the whole dense part.
+  uint64_t RowBytes() const;
+  uint64_t MemoryBytes() const;
+
+  // Dense: OK when [begin, begin + count) lies in the local part; else OUT_OF_RANGE
+  // naming `field`.
+  absl::Status CheckDenseRange(uint64_t begin, uint64_t count, absl::string_view field) const;
+
+  // Dense: appends the float32 bytes of [begin, begin + count) to `out`.
+  void ReadDense(uint64_t begin, uint64_t count, std::string* out) const;
+
+  // Sparse: number of distinct keys in `keys` without a row yet.
+  uint64_t CountMissing(absl::Span<const uint64_t> keys) const;
+  // Sparse: creates the rows of missing keys.
+  void CreateRows(absl::Span<const uint64_t> keys);
+  // Sparse: appends the rows of `keys` to `out`; missing rows read as their initial
+  // values without being created.
+  void ReadRows(absl::Span<const uint64_t> keys, std::string* out) const;
+
+  // Starts one optimizer step (Adam's t).
+  void BeginStep() { ++step_; }
+  // Dense: one step of [begin, begin + grad.size()).
+  void ApplyDense(uint64_t begin, absl::Span<const float> grad);
+  // Sparse: one step of the rows of `keys` (distinct; created if missing) with
+  // `grad` = keys.size() * dim floats.
+  void ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad);
+
+  // The state as bytes: weights, slots and step in a canonical order (sparse rows by
+  // ascending key), and the reverse. LoadState replaces everything; DATA_LOSS when the
+  // bytes do not fit this table's shape.
+  std::string SaveState() const;
+  absl::Status LoadState(absl::string_view bytes);
+
+  // FNV-1a over SaveState(): equal digests mean byte-equal state.
+  uint64_t Digest() const;
+
+ private:
+  uint64_t RowOf(uint64_t key);  // Creates the row if missing.
+
+  // Constant after construction.
+  const TableConfig config_;
+  const uint64_t seed_;
+  const uint64_t local_begin_;
+  const uint64_t local_count_;
+  const int num_slots_;
+
+  uint64_t step_ = 0;
+  // Dense: local_count floats. Sparse: rows * dim floats, row i for keys_[i].
+  std::vector<float> weights_;
+  std::vector<std::vector<float>> slots_;
+  std::vector<uint64_t> keys_;                     // Sparse: key of each row.
+  absl::flat_hash_map<uint64_t, uint64_t> index_;  // Sparse: key -> row.
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_TABLE_H_
