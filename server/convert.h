@@ -1,0 +1,28 @@
+// Proto <-> core conversions of the shard, with validation. The only place where the
+// shard's wire types meet its core types.
+#ifndef PS_SERVER_CONVERT_H_
+#define PS_SERVER_CONVERT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "proto/shard.pb.h"
+#include "server/shard_job.h"
+#include "server/table.h"
+
+namespace ps {
+
+// Validates `config` (INVALID_ARGUMENT naming "config.<field>") and converts it; the
+// serialized proto becomes the opaque config_blob.
+absl::StatusOr<JobConfig> JobConfigFromProto(const ShardJobConfig& config);
+// The same from a config_blob (checkpoint restart).
+absl::StatusOr<JobConfig> JobConfigFromBlob(const std::string& blob);
+
+// Validates `spec` (INVALID_ARGUMENT naming "table.<field>") and converts it.
+absl::StatusOr<TableConfig> TableConfigFromProto(const TableSpec& spec);
+absl::StatusOr<TableConfig> TableConfigFromBlob(const std::string& blob);
+
+}  // namespace ps
+
+#endif  // PS_SERVER_CONVERT_H_

@@ -1,0 +1,86 @@
+#include "tests/util/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace ps::testing {
+
+std::string Runfile(const std::string& path) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* workspace = std::getenv("TEST_WORKSPACE");
+  if (srcdir == nullptr) return path;
+  return absl::StrCat(srcdir, "/", workspace == nullptr ? "ps" : workspace, "/", path);
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) Kill(SIGKILL);
+}
+
+absl::Status Daemon::Start(const std::vector<std::string>& argv, const std::string& log_path,
+                           std::chrono::milliseconds timeout) {
+  int out[2];
+  if (pipe(out) != 0) return absl::InternalError("pipe failed");
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    close(out[1]);
+    if (!log_path.empty()) {
+      const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) dup2(fd, STDERR_FILENO);
+    }
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  pid_ = pid;
+  stdout_fd_ = out[0];
+  std::string buffer;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{stdout_fd_, POLLIN, 0};
+    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          deadline - std::chrono::steady_clock::now())
+                                          .count());
+    if (poll(&p, 1, left > 0 ? left : 0) <= 0) break;
+    char chunk[256];
+    const ssize_t n = read(stdout_fd_, chunk, sizeof(chunk));
+    if (n <= 0) break;
+    buffer.append(chunk, static_cast<size_t>(n));
+    const size_t at = buffer.find("listening on ");
+    const size_t eol = at == std::string::npos ? at : buffer.find('\n', at);
+    if (eol != std::string::npos) {
+      address_ = buffer.substr(at + 13, eol - at - 13);
+      return absl::OkStatus();
+    }
+  }
+  const int status = Kill(SIGKILL);
+  return absl::UnavailableError(absl::StrCat(argv[0], " did not report its address (wait status ",
+                                             status, ", output: ", buffer, ")"));
+}
+
+int Daemon::Kill(int sig) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  if (stdout_fd_ >= 0) close(stdout_fd_);
+  stdout_fd_ = -1;
+  return status;
+}
+
+}  // namespace ps::testing

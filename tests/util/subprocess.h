@@ -1,0 +1,47 @@
+// Real daemons for multi-process tests: start a binary, wait for its
+// "listening on HOST:PORT" line, kill it with a real signal.
+#ifndef PS_TESTS_UTIL_SUBPROCESS_H_
+#define PS_TESTS_UTIL_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ps::testing {
+
+// Path of a binary in the test's runfiles, e.g. Runfile("server/ps_server").
+std::string Runfile(const std::string& path);
+
+// A child process whose stdout is read until it prints its address. Its stderr goes to
+// `log_path` (appended) when given, else to the test's stderr. The destructor sends
+// SIGKILL if it still runs. Not thread-safe.
+class Daemon {
+ public:
+  Daemon() = default;
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Starts `argv` and waits up to `timeout` for "listening on HOST:PORT" on its stdout.
+  absl::Status Start(const std::vector<std::string>& argv, const std::string& log_path = "",
+                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  const std::string& address() const { return address_; }
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+
+  // Sends `sig` and waits for the exit; returns the wait status (as waitpid gives it).
+  int Kill(int sig);
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string address_;
+};
+
+}  // namespace ps::testing
+
+#endif  // PS_TESTS_UTIL_SUBPROCESS_H_
