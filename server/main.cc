@@ -2,15 +2,20 @@
 // is in ShardCore (state) and ShardServiceImpl (RPCs).
 #include <signal.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/member_link.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -32,6 +37,49 @@ ABSL_FLAG(int, max_message_mb, 256, "Largest gRPC message accepted, in MiB.");
 
 namespace ps {
 namespace {
+
+// Carries out the coordinator's orders; returns those applied (acknowledged in the next
+// heartbeats). A failed restore is not acknowledged, so the order comes again.
+// `done` remembers the generation of the last order applied per job, so an order
+// repeated before the coordinator saw the acknowledgement is not applied twice (a
+// second rollback would undo work done since the first). Runs on the link's thread.
+std::vector<ShardOrder> ApplyOrders(ShardCore* shard, const HeartbeatResponse& resp,
+                                    std::map<std::string, uint64_t>* done) {
+  std::vector<ShardOrder> applied;
+  for (const ShardOrder& order : resp.orders()) {
+    absl::Status s;
+    auto seen = done->find(order.job_id());
+    if (!order.drop() && seen != done->end() && seen->second == order.generation()) {
+      // Already applied: acknowledge again.
+    } else if (order.drop()) {
+      s = shard->DropJob(order.job_id(), /*delete_checkpoints=*/false);
+      if (absl::IsNotFound(s)) s = absl::OkStatus();
+    } else if (!shard->FindJob(order.job_id()).ok()) {
+      // Not here (never created, or lost with no checkpoint): the workers create it
+      // again when they resume.
+      s = absl::OkStatus();
+    } else {
+      s = shard->Restore(order.job_id(), order.restore_clock());
+      if (s.ok()) {
+        PS_LOG(INFO) << "shard " << shard->shard_id() << " job " << order.job_id()
+                     << ": restored clock " << order.restore_clock() << " (generation "
+                     << order.generation() << ")";
+      }
+    }
+    if (!s.ok()) {
+      PS_LOG(ERROR) << "shard " << shard->shard_id() << ": order for job " << order.job_id()
+                    << " failed: " << s;
+      continue;
+    }
+    (*done)[order.job_id()] = order.generation();
+    ShardOrder ack;
+    ack.set_job_id(order.job_id());
+    ack.set_generation(order.generation());
+    ack.set_drop(order.drop());
+    applied.push_back(std::move(ack));
+  }
+  return applied;
+}
 
 int Run() {
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -59,10 +107,24 @@ int Run() {
   options.data_dir = data_dir;
   options.decode_job = JobConfigFromBlob;
   options.decode_table = TableConfigFromBlob;
-  options.on_checkpoint = [shard_id](const CheckpointInfo& info) {
+  // Set once the coordinator link exists; checkpoints written before are reported by
+  // none (the coordinator learns the catalog from later ones).
+  std::atomic<MemberLink*> link{nullptr};
+  options.on_checkpoint = [shard_id, &link](const CheckpointInfo& info) {
     PS_LOG(INFO) << "shard " << shard_id << " job " << info.job_id << ": checkpoint at clock "
                  << info.clock << ", " << info.bytes << " bytes, pause " << info.pause_us
                  << " us, write " << info.write_us << " us";
+    MemberLink* l = link.load();
+    if (l == nullptr) return;
+    CheckpointReport report;
+    report.set_job_id(info.job_id);
+    report.set_shard_id(static_cast<uint32_t>(shard_id));
+    report.set_clock(info.clock);
+    ReportCheckpointResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    const grpc::Status s = l->stub()->ReportCheckpoint(&ctx, report, &resp);
+    if (!s.ok()) PS_LOG(WARNING) << "cannot report the checkpoint: " << s.error_message();
   };
   absl::StatusOr<std::unique_ptr<ShardCore>> core = ShardCore::Open(std::move(options));
   if (!core.ok()) {
@@ -94,6 +156,27 @@ int Run() {
   PS_LOG(INFO) << "shard " << shard_id << " of " << num_shards << " serving on port " << port
                << ", checkpoints in " << data_dir;
 
+  std::unique_ptr<MemberLink> member_link;
+  const std::string coordinator = absl::GetFlag(FLAGS_coordinator);
+  if (!coordinator.empty()) {
+    Member me;
+    me.set_role(SHARD);
+    me.set_shard_id(static_cast<uint32_t>(shard_id));
+    me.set_address(HostPort{absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port)}.ToString());
+    ShardCore* shard = core->get();
+    member_link = std::make_unique<MemberLink>(
+        coordinator, me,
+        [shard, done = std::map<std::string, uint64_t>()](const HeartbeatResponse& resp) mutable {
+          return ApplyOrders(shard, resp, &done);
+        },
+        [shard] {
+          const uint64_t limit = shard->budget().limit();
+          return limit == 0 ? 0.0 : static_cast<double>(shard->budget().used()) / limit;
+        });
+    link.store(member_link.get());
+    member_link->Start();
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
   PS_LOG(INFO) << "shard " << shard_id << ": signal " << sig << ", draining";
@@ -101,6 +184,8 @@ int Run() {
   (*core)->CloseAll();  // Waiting pulls answer UNAVAILABLE; clients retry elsewhere.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   (*core)->Drain();
+  link.store(nullptr);
+  member_link.reset();
   core->reset();
   return 0;
 }

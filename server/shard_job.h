@@ -51,6 +51,7 @@ struct JobConfig {
   uint32_t num_shards = 1;
   uint32_t shard_id = 0;               // This shard.
   uint32_t checkpoint_every_clocks = 0;  // SYNC/BOUNDED; 0 = none.
+  uint32_t checkpoint_every_seconds = 0;  // ASYNC; 0 = none.
   uint32_t checkpoint_keep = 3;
   bool zero_nonfinite = false;  // Else a NaN/Inf gradient rejects the push.
   // The serialized config as the service layer received it (opaque here).

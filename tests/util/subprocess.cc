@@ -13,6 +13,10 @@
 #include "absl/strings/str_cat.h"
 
 namespace ps::testing {
+namespace {
+[[noreturn]] void Exec(const std::vector<std::string>& argv);
+void RedirectStderr(const std::string& log_path);
+}  // namespace
 
 std::string Runfile(const std::string& path) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
@@ -35,15 +39,8 @@ absl::Status Daemon::Start(const std::vector<std::string>& argv, const std::stri
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);
     close(out[1]);
-    if (!log_path.empty()) {
-      const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) dup2(fd, STDERR_FILENO);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
+    RedirectStderr(log_path);
+    Exec(argv);
   }
   close(out[1]);
   pid_ = pid;
@@ -80,6 +77,65 @@ int Daemon::Kill(int sig) {
   pid_ = -1;
   if (stdout_fd_ >= 0) close(stdout_fd_);
   stdout_fd_ = -1;
+  return status;
+}
+
+namespace {
+
+[[noreturn]] void Exec(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  _exit(127);
+}
+
+void RedirectStderr(const std::string& log_path) {
+  if (log_path.empty()) return;
+  const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd >= 0) dup2(fd, STDERR_FILENO);
+}
+
+}  // namespace
+
+int RunCommand(const std::vector<std::string>& argv, std::string* out, const std::string& log_path) {
+  int pipefd[2];
+  if (pipe(pipefd) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(pipefd[1], STDOUT_FILENO);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    RedirectStderr(log_path);
+    Exec(argv);
+  }
+  close(pipefd[1]);
+  out->clear();
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  return Wait(pid);
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!log_path.empty()) {
+      const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+      }
+    }
+    Exec(argv);
+  }
+  return pid;
+}
+
+int Wait(pid_t pid) {
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return -1;
   return status;
 }
 

@@ -42,6 +42,17 @@ class Daemon {
   std::string address_;
 };
 
+// Runs `argv` to completion with stdout captured (stderr appended to `log_path` when
+// given). Returns the wait status; `*out` gets stdout.
+int RunCommand(const std::vector<std::string>& argv, std::string* out,
+               const std::string& log_path = "");
+
+// Starts `argv` without waiting (stdout and stderr to `log_path`); returns the pid.
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path);
+
+// Waits for `pid`; returns the wait status.
+int Wait(pid_t pid);
+
 }  // namespace ps::testing
 
 #endif  // PS_TESTS_UTIL_SUBPROCESS_H_

@@ -1,0 +1,72 @@
+#include "server/coordinator/data_paths.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+class DataPathsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    base_ = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/data_paths");
+    root_ = base_ + "/root";
+    ::mkdir(base_.c_str(), 0755);
+    ::mkdir(root_.c_str(), 0755);
+    ::mkdir((root_ + "/sub").c_str(), 0755);
+    std::ofstream(root_ + "/sub/train.csv") << "1\n";
+    std::ofstream(base_ + "/secret.csv") << "1\n";
+    ::symlink((base_ + "/secret.csv").c_str(), (root_ + "/escape.csv").c_str());
+    ::symlink((root_ + "/sub/train.csv").c_str(), (root_ + "/inside.csv").c_str());
+  }
+
+  void ExpectRejected(const std::string& path, const std::string& why) {
+    auto r = ResolveDataPath(root_, path, "spec.data.train_path");
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message().rfind("spec.data.train_path: ", 0), 0u) << r.status();
+    EXPECT_NE(r.status().message().find(why), absl::string_view::npos) << r.status();
+  }
+
+  std::string base_, root_;
+};
+
+TEST_F(DataPathsTest, ResolvesFilesInsideTheRoot) {
+  auto r = ResolveDataPath(root_, "sub/train.csv", "f");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->substr(r->size() - 14), "/sub/train.csv");
+  EXPECT_TRUE(ResolveDataPath(root_, "inside.csv", "f").ok()) << "symlink within root";
+  EXPECT_TRUE(ResolveDataPath(root_, root_ + "/sub/train.csv", "f").ok()) << "absolute";
+}
+
+TEST_F(DataPathsTest, RejectsEscapesAndMissingFiles) {
+  ExpectRejected("../secret.csv", "\"..\"");
+  ExpectRejected("sub/../../secret.csv", "\"..\"");
+  ExpectRejected("escape.csv", "outside --data_root");
+  ExpectRejected(base_ + "/secret.csv", "outside --data_root");
+  ExpectRejected("nope.csv", "does not exist");
+  ExpectRejected("sub", "not a regular file");
+}
+
+TEST_F(DataPathsTest, ChecksEveryPathOfTheSpec) {
+  DataSpec data;
+  data.set_train_path("sub/train.csv");
+  EXPECT_TRUE(CheckDataFiles(data, root_).ok());
+  data.set_test_labels_path("missing-labels");
+  const absl::Status s = CheckDataFiles(data, root_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message().rfind("spec.data.test_labels_path: ", 0), 0u) << s;
+  EXPECT_EQ(CheckDataFiles(data, base_ + "/no-root").code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace ps

@@ -1,0 +1,101 @@
+// 2 real ps_server processes + 2 standalone ps_worker processes train SYNC softmax on
+// the digits data; two identical runs end with bitwise identical parameters.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "proto/shard.grpc.pb.h"
+#include "tests/util/subprocess.h"
+
+namespace ps {
+namespace {
+
+using ::ps::testing::Daemon;
+using ::ps::testing::Runfile;
+
+struct RunResult {
+  double accuracy = -1;
+  std::vector<uint64_t> digests;  // Per shard.
+  std::vector<uint64_t> clocks;
+};
+
+RunResult TrainOnce(const std::string& name) {
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+  std::vector<std::unique_ptr<Daemon>> shards;
+  std::string addresses;
+  for (int i = 0; i < 2; ++i) {
+    shards.push_back(std::make_unique<Daemon>());
+    EXPECT_TRUE(shards.back()
+                    ->Start({Runfile("server/ps_server"), "--port=0",
+                             "--shard_id=" + std::to_string(i), "--num_shards=2",
+                             "--data_dir=" + dir + "/shard" + std::to_string(i)},
+                            dir + ".shard" + std::to_string(i) + ".log")
+                    .ok());
+    addresses += (i ? "," : "") + shards.back()->address();
+  }
+  std::vector<pid_t> workers;
+  for (int r = 1; r >= 0; --r) {
+    std::vector<std::string> argv = {Runfile("worker/ps_worker"),
+                                     "--job=" + Runfile("deploy/jobs/digits_softmax.textproto"),
+                                     "--job_id=digits", "--rank=" + std::to_string(r),
+                                     "--num_workers=2", "--shards=" + addresses,
+                                     "--device=cpu", "--data_root=" + Runfile("")};
+    if (r == 1) {
+      workers.push_back(ps::testing::Spawn(argv, dir + ".worker1.log"));
+    } else {
+      std::string out;
+      const int status = ps::testing::RunCommand(argv, &out, dir + ".worker0.log");
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+      std::smatch m;
+      RunResult result;
+      if (std::regex_search(out, m, std::regex("test_accuracy ([0-9.]+)"))) {
+        result.accuracy = std::stod(m[1]);
+      }
+      for (pid_t w : workers) {
+        const int ws = ps::testing::Wait(w);
+        EXPECT_TRUE(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+      }
+      for (auto& shard : shards) {
+        auto stub = ShardService::NewStub(
+            grpc::CreateChannel(shard->address(), grpc::InsecureChannelCredentials()));
+        GetStatsRequest req;
+        req.set_job_id("digits");
+        req.set_with_digest(true);
+        GetStatsResponse resp;
+        grpc::ClientContext ctx;
+        EXPECT_TRUE(stub->GetStats(&ctx, req, &resp).ok());
+        if (resp.jobs_size() == 1) {
+          result.digests.push_back(resp.jobs(0).state_digest());
+          result.clocks.push_back(resp.jobs(0).clock());
+          EXPECT_EQ(resp.jobs(0).pushes_duplicate(), 0u);
+        }
+      }
+      return result;
+    }
+  }
+  return RunResult();
+}
+
+TEST(StandaloneTrainTest, SyncSoftmaxOnDigitsIsAccurateAndBitwiseReproducible) {
+  const RunResult a = TrainOnce("run_a");
+  const RunResult b = TrainOnce("run_b");
+  std::printf("digits SYNC softmax, 2 shards x 2 workers: test accuracy %.4f / %.4f\n",
+              a.accuracy, b.accuracy);
+  EXPECT_GE(a.accuracy, 0.93);
+  ASSERT_EQ(a.digests.size(), 2u);
+  ASSERT_EQ(b.digests.size(), 2u);
+  EXPECT_GT(a.clocks[0], 0u);
+  EXPECT_EQ(a.clocks, b.clocks);
+  EXPECT_EQ(a.digests, b.digests);  // Weights and optimizer slots, bit for bit.
+  EXPECT_EQ(a.accuracy, b.accuracy);
+}
+
+}  // namespace
+}  // namespace ps

@@ -1,0 +1,630 @@
+#include "worker/grpc_ps_client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <queue>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/status.h"
+#include "grpcpp/grpcpp.h"
+
+namespace ps {
+namespace {
+
+// Whether a failed attempt is worth repeating unchanged. RESOURCE_EXHAUSTED is retried
+// only when the transport raised it (flow control, resource quota): the shard's memory
+// budget and the message size limits will not change on a retry.
+bool IsRetryable(const grpc::Status& status) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return true;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return !absl::StrContains(status.error_message(), "budget") &&
+             !absl::StrContains(status.error_message(), "larger than max");
+    default:
+      return false;
+  }
+}
+
+// One RPC of a batch; the batch issues, retries and collects it.
+class RpcCall {
+ public:
+  explicit RpcCall(uint32_t shard) : shard_(shard) {}
+  virtual ~RpcCall() = default;
+  RpcCall(const RpcCall&) = delete;
+  RpcCall& operator=(const RpcCall&) = delete;
+
+  uint32_t shard() const { return shard_; }
+
+  // Starts one attempt; `done` runs on a gRPC thread (or inline on failure to send).
+  virtual void Issue(ShardService::Stub* stub, grpc::ClientContext* ctx,
+                     std::function<void(grpc::Status)> done) = 0;
+  // Runs on the completing gRPC thread after a successful attempt; an error fails the
+  // call without retry.
+  virtual absl::Status OnOk() = 0;
+  virtual void ClearResponse() = 0;
+
+  // Owned by the batch's caller thread, except `status` and `retryable`, which the
+  // completion writes before it hands the call back under the batch's mutex.
+  size_t index = 0;
+  int attempts = 0;
+  bool in_flight = false;
+  std::unique_ptr<grpc::ClientContext> ctx;
+  absl::Status status;
+  bool retryable = false;
+
+ private:
+  const uint32_t shard_;
+};
+
+template <typename Req, typename Resp>
+class UnaryCall final : public RpcCall {
+ public:
+  using IssueFn = void (*)(ShardService::Stub*, grpc::ClientContext*, const Req*, Resp*,
+                           std::function<void(grpc::Status)>);
+
+  UnaryCall(uint32_t shard, IssueFn issue) : RpcCall(shard), issue_(issue) {}
+
+  void Issue(ShardService::Stub* stub, grpc::ClientContext* ctx,
+             std::function<void(grpc::Status)> done) override {
+    issue_(stub, ctx, &request, &response, std::move(done));
+  }
+  absl::Status OnOk() override { return on_ok ? on_ok(response) : absl::OkStatus(); }
+  void ClearResponse() override { response.Clear(); }
+
+  Req request;
+  Resp response;
+  std::function<absl::Status(const Resp&)> on_ok;  // Optional.
+
+ private:
+  const IssueFn issue_;
+};
+
+#define PS_ISSUE_FN(Method, Req, Resp)                                                     \
+  +[](ShardService::Stub* stub, grpc::ClientContext* ctx, const Req* req, Resp* resp,      \
+      std::function<void(grpc::Status)> done) {                                            \
+    stub->async()->Method(ctx, req, resp, std::move(done));                                \
+  }
+
+using PullCall = UnaryCall<PullRequest, PullResponse>;
+using PushCall = UnaryCall<PushRequest, PushResponse>;
+
+void FillSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
+                absl::Span<const SparseRef> sparse,
+                google::protobuf::RepeatedPtrField<Slice>* out) {
+  out->Reserve(static_cast<int>(part.slices.size()));
+  for (const PlanSlice& s : part.slices) {
+    Slice* slice = out->Add();
+    slice->set_table(SliceTable(s, dense, sparse));
+    if (s.sparse) {
+      std::string* keys = slice->mutable_keys();
+      keys->reserve(s.count * sizeof(uint64_t));
+      AppendSliceKeys(s, sparse, keys);
+    } else {
+      slice->set_begin(s.begin);
+      slice->set_count(s.count);
+    }
+  }
+}
+
+}  // namespace
+
+// The RPCs of one client call: issued at once, awaited by the calling thread, retried
+// with backoff when the transport failed them. The first error that is not retried
+// cancels the others; Run returns once every issued RPC has completed, so nothing
+// touches the caller's buffers afterwards.
+class GrpcPsClient::Batch {
+ public:
+  explicit Batch(GrpcPsClient* client) : client_(client), shared_(std::make_shared<Shared>()) {}
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  ~Batch() {
+    // Run() always drains; this covers a batch abandoned before Run().
+    if (in_flight_ > 0) {
+      absl::Status ignored = Run();
+      (void)ignored;
+    }
+  }
+
+  // Adds an RPC to `shard`; the caller fills its request, then calls Start (to overlap
+  // building later requests with sending this one) or leaves it to Run.
+  template <typename Req, typename Resp>
+  UnaryCall<Req, Resp>* Add(uint32_t shard, typename UnaryCall<Req, Resp>::IssueFn issue) {
+    auto call = std::make_unique<UnaryCall<Req, Resp>>(shard, issue);
+    call->index = calls_.size();
+    UnaryCall<Req, Resp>* raw = call.get();
+    calls_.push_back(std::move(call));
+    return raw;
+  }
+
+  void Start(RpcCall* call) {
+    if (call->attempts == 0) Issue(call);
+  }
+
+  // Issues what was not started and waits for everything. OK when every RPC
+  // succeeded; else the first error that was not retried, naming the shard.
+  absl::Status Run() {
+    for (const auto& call : calls_) Start(call.get());
+    using Retry = std::pair<absl::Time, size_t>;
+    std::priority_queue<Retry, std::vector<Retry>, std::greater<Retry>> retries;
+    absl::Status fatal;
+    while (in_flight_ > 0 || (!retries.empty() && fatal.ok())) {
+      if (fatal.ok()) {
+        const absl::Time now = absl::Now();
+        while (!retries.empty() && retries.top().first <= now) {
+          Issue(calls_[retries.top().second].get());
+          retries.pop();
+        }
+      }
+      const absl::Time wake =
+          retries.empty() || !fatal.ok() ? absl::InfiniteFuture() : retries.top().first;
+      if (in_flight_ == 0) {
+        absl::SleepFor(wake - absl::Now());
+        continue;
+      }
+      std::vector<size_t> finished;
+      {
+        std::unique_lock<std::mutex> lock(shared_->mu);
+        shared_->expected = in_flight_;
+        auto should_wake = [this] { return shared_->ShouldWake(); };
+        if (wake == absl::InfiniteFuture()) {
+          shared_->cv.wait(lock, should_wake);
+        } else {
+          shared_->cv.wait_until(
+              lock,
+              std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(wake - absl::Now()),
+              should_wake);
+        }
+        finished.swap(shared_->finished);
+        shared_->failed = false;
+      }
+      for (size_t index : finished) {
+        RpcCall* call = calls_[index].get();
+        call->in_flight = false;
+        --in_flight_;
+        if (call->status.ok() || !fatal.ok()) continue;
+        if (call->retryable && call->attempts < client_->options_.max_attempts) {
+          retries.emplace(absl::Now() + Backoff(call->attempts), index);
+          continue;
+        }
+        fatal = Describe(*call);
+        for (const auto& other : calls_) {
+          if (other->in_flight) other->ctx->TryCancel();
+        }
+      }
+    }
+    return fatal;
+  }
+
+ private:
+  // What the completions share with the caller's thread; held by both, so whichever
+  // lets go last frees it. std::mutex, not absl::Mutex: ThreadSanitizer cannot see the
+  // ordering of Debian's (uninstrumented) absl::Mutex, and this mutex is what orders the
+  // completions' writes (responses, statuses, the caller's buffers) before the caller
+  // reads them.
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    // Guarded by mu:
+    std::vector<size_t> finished;  // Completed, not yet collected.
+    bool failed = false;           // One of them failed.
+    size_t expected = 0;           // In flight when the caller waits.
+
+    bool ShouldWake() const { return failed || finished.size() >= expected; }
+  };
+
+  absl::Duration Backoff(int attempts) const {
+    absl::Duration d = client_->options_.initial_backoff;
+    for (int i = 1; i < attempts && d < client_->options_.max_backoff; ++i) d *= 2;
+    return std::min(d, client_->options_.max_backoff);
+  }
+
+  absl::Status Describe(const RpcCall& call) const {
+    const uint32_t s = call.shard();
+    std::string message = absl::StrCat("shard ", s, " (", client_->shards_[s]->address,
+                                       "): ", call.status.message());
+    if (call.attempts > 1) absl::StrAppend(&message, " (after ", call.attempts, " attempts)");
+    return absl::Status(call.status.code(), message);
+  }
+
+  void Issue(RpcCall* call) {
+    ++call->attempts;
+    call->ctx = std::make_unique<grpc::ClientContext>();
+    call->ctx->set_deadline(absl::ToChronoTime(absl::Now() + client_->options_.rpc_timeout));
+    if (call->attempts > 1) call->ClearResponse();
+    call->status = absl::OkStatus();
+    call->retryable = false;
+    call->in_flight = true;
+    ++in_flight_;
+    std::shared_ptr<Shared> shared = shared_;
+    call->Issue(client_->NextStub(call->shard()), call->ctx.get(),
+                [shared = std::move(shared), call](grpc::Status status) {
+                  if (status.ok()) {
+                    call->status = call->OnOk();
+                  } else {
+                    call->status = FromGrpcStatus(status);
+                    call->retryable = IsRetryable(status);
+                  }
+                  bool wake = false;
+                  {
+                    std::lock_guard<std::mutex> lock(shared->mu);
+                    shared->finished.push_back(call->index);
+                    if (!call->status.ok()) shared->failed = true;
+                    wake = shared->ShouldWake();
+                  }
+                  if (wake) shared->cv.notify_one();
+                });
+  }
+
+  GrpcPsClient* const client_;  // Not owned.
+  const std::shared_ptr<Shared> shared_;
+  // The calls; the completions reach them by pointer, never through this vector.
+  std::vector<std::unique_ptr<RpcCall>> calls_;
+  size_t in_flight_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
+    std::vector<std::string> shard_addresses, Options options) {
+  if (shard_addresses.empty()) {
+    return absl::InvalidArgumentError("shard_addresses: at least one shard is needed");
+  }
+  if (shard_addresses.size() > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard_addresses: at most 4096 shards, got ", shard_addresses.size()));
+  }
+  if (options.channels_per_shard < 1 || options.channels_per_shard > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.channels_per_shard: must be 1 to 64, got ", options.channels_per_shard));
+  }
+  if (options.max_attempts < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.max_attempts: must be >= 1, got ", options.max_attempts));
+  }
+  if (options.chunk_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("options.chunk_bytes: must be >= 1024, got ", options.chunk_bytes));
+  }
+  if (options.rpc_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("options.rpc_timeout: must be > 0");
+  }
+  if (options.max_message_bytes < 1 << 20) {
+    return absl::InvalidArgumentError("options.max_message_bytes: must be >= 1 MiB");
+  }
+  if (options.chunk_bytes > static_cast<uint64_t>(options.max_message_bytes) / 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "options.chunk_bytes: ", options.chunk_bytes,
+        " must be at most half of options.max_message_bytes ", options.max_message_bytes));
+  }
+  std::vector<std::unique_ptr<Shard>> shards;
+  for (size_t i = 0; i < shard_addresses.size(); ++i) {
+    if (shard_addresses[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("shard_addresses[", i, "]: empty"));
+    }
+    auto shard = std::make_unique<Shard>();
+    shard->address = std::move(shard_addresses[i]);
+    for (int c = 0; c < options.channels_per_shard; ++c) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(options.max_message_bytes);
+      args.SetMaxSendMessageSize(options.max_message_bytes);
+      // A channel of its own subchannel pool (and a distinct argument, which is part of
+      // the subchannel key) is its own TCP connection: parts spread over connections.
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      args.SetInt("ps.channel_index", c);
+      shard->stubs.push_back(ShardService::NewStub(grpc::CreateCustomChannel(
+          shard->address, grpc::InsecureChannelCredentials(), args)));
+    }
+    shards.push_back(std::move(shard));
+  }
+  return std::unique_ptr<GrpcPsClient>(new GrpcPsClient(std::move(shards), std::move(options)));
+}
+
+GrpcPsClient::GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options options)
+    : options_(std::move(options)), shards_(std::move(shards)) {}
+
+GrpcPsClient::~GrpcPsClient() = default;
+
+ShardService::Stub* GrpcPsClient::NextStub(uint32_t shard) {
+  Shard& s = *shards_[shard];
+  const uint32_t i = s.next.fetch_add(1, std::memory_order_relaxed);
+  return s.stubs[i % s.stubs.size()].get();
+}
+
+absl::StatusOr<uint64_t> GrpcPsClient::SetupJob(const ShardJobConfig& config,
+                                                const std::vector<TableSpec>& tables) {
+  ShardJobConfig cfg = config;
+  if (cfg.num_shards() == 0) cfg.set_num_shards(num_shards());
+  if (cfg.num_shards() != num_shards()) {
+    return absl::InvalidArgumentError(absl::StrCat("config.num_shards: ", cfg.num_shards(),
+                                                   " differs from the client's ", num_shards(),
+                                                   " shards"));
+  }
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route,
+                      JobRoute::Create(cfg.job_id(), num_shards(), tables));
+  uint64_t clock = 0;
+  {
+    Batch batch(this);
+    std::vector<UnaryCall<CreateJobRequest, CreateJobResponse>*> calls;
+    for (uint32_t s = 0; s < num_shards(); ++s) {
+      auto* call = batch.Add<CreateJobRequest, CreateJobResponse>(
+          s, PS_ISSUE_FN(CreateJob, CreateJobRequest, CreateJobResponse));
+      *call->request.mutable_config() = cfg;
+      calls.push_back(call);
+    }
+    PS_RETURN_IF_ERROR(batch.Run());
+    for (const auto* call : calls) clock = std::max(clock, call->response.clock());
+  }
+  if (!tables.empty()) {
+    Batch batch(this);
+    for (const TableSpec& table : tables) {
+      for (uint32_t s = 0; s < num_shards(); ++s) {
+        auto* call = batch.Add<CreateTableRequest, CreateTableResponse>(
+            s, PS_ISSUE_FN(CreateTable, CreateTableRequest, CreateTableResponse));
+        call->request.set_job_id(cfg.job_id());
+        *call->request.mutable_table() = table;
+      }
+    }
+    PS_RETURN_IF_ERROR(batch.Run());
+  }
+  routes_.Put(std::move(route));
+  return clock;
+}
+
+absl::Status GrpcPsClient::AttachJob(const std::string& job_id) {
+  Batch batch(this);
+  std::vector<UnaryCall<ListTablesRequest, ListTablesResponse>*> calls;
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    auto* call = batch.Add<ListTablesRequest, ListTablesResponse>(
+        s, PS_ISSUE_FN(ListTables, ListTablesRequest, ListTablesResponse));
+    call->request.set_job_id(job_id);
+    calls.push_back(call);
+  }
+  PS_RETURN_IF_ERROR(batch.Run());
+  const ListTablesResponse& first = calls[0]->response;
+  if (first.config().num_shards() != num_shards()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job '", job_id, "' is placed over ", first.config().num_shards(),
+        " shards; this client has ", num_shards()));
+  }
+  auto names = [](const ListTablesResponse& r) {
+    std::vector<std::string> out;
+    for (const TableSpec& t : r.tables()) out.push_back(t.name());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const std::vector<std::string> expected = names(first);
+  for (uint32_t s = 1; s < num_shards(); ++s) {
+    const std::vector<std::string> got = names(calls[s]->response);
+    if (got != expected) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "shard ", s, " (", address(s), "): job '", job_id, "' has tables [",
+          absl::StrJoin(got, ", "), "], shard 0 has [", absl::StrJoin(expected, ", "), "]"));
+    }
+  }
+  std::vector<TableSpec> tables(first.tables().begin(), first.tables().end());
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route,
+                      JobRoute::Create(job_id, num_shards(), tables));
+  routes_.Put(std::move(route));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const JobRoute>> GrpcPsClient::RouteOf(const std::string& job_id) {
+  std::shared_ptr<const JobRoute> route = routes_.Find(job_id);
+  if (route != nullptr) return route;
+  PS_RETURN_IF_ERROR(AttachJob(job_id));
+  route = routes_.Find(job_id);
+  if (route == nullptr) return absl::InternalError("route vanished after AttachJob");
+  return route;
+}
+
+namespace {
+
+// Plans a call; when a table is unknown to a cached route, learns the job's tables
+// again once (another worker may have created it since).
+template <typename Attach, typename Find>
+absl::StatusOr<Plan> PlanCall(const std::string& job_id, std::shared_ptr<const JobRoute> route,
+                              Attach attach, Find find, absl::Span<const DenseRef> dense,
+                              absl::Span<const SparseRef> sparse, uint64_t chunk_bytes,
+                              Plan::Kind kind) {
+  absl::StatusOr<Plan> plan = Plan::Build(*route, dense, sparse, chunk_bytes, kind);
+  if (plan.ok() || !absl::IsNotFound(plan.status())) return plan;
+  if (!attach(job_id).ok()) return plan;
+  route = find(job_id);
+  if (route == nullptr) return plan;
+  return Plan::Build(*route, dense, sparse, chunk_bytes, kind);
+}
+
+}  // namespace
+
+absl::Status GrpcPsClient::PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                       bool no_wait, absl::Span<const DenseRef> dense,
+                                       absl::Span<const SparseRef> sparse, uint64_t* min_clock) {
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
+  PS_ASSIGN_OR_RETURN(
+      Plan plan,
+      PlanCall(
+          job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
+          [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
+          options_.chunk_bytes, Plan::Kind::kPull));
+  Batch batch(this);
+  std::vector<PullCall*> calls;
+  calls.reserve(plan.num_requests());
+  for (uint32_t s = 0; s < plan.parts().size(); ++s) {
+    for (const PlanPart& part : plan.parts()[s]) {
+      PullCall* call = batch.Add<PullRequest, PullResponse>(
+          s, PS_ISSUE_FN(Pull, PullRequest, PullResponse));
+      PullRequest& req = call->request;
+      req.set_job_id(job_id);
+      req.set_rank(rank);
+      req.set_clock(clock);
+      req.set_no_wait(no_wait);
+      FillSlices(part, dense, sparse, req.mutable_slices());
+      call->on_ok = [&part, dense, sparse](const PullResponse& resp) {
+        return ScatterValues(part, resp.values(), dense, sparse);
+      };
+      batch.Start(call);
+      calls.push_back(call);
+    }
+  }
+  PS_RETURN_IF_ERROR(batch.Run());
+  if (min_clock != nullptr) {
+    uint64_t lowest = std::numeric_limits<uint64_t>::max();
+    for (const PullCall* call : calls) lowest = std::min(lowest, call->response.clock());
+    *min_clock = calls.empty() ? 0 : lowest;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GrpcPsClient::Pull(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                absl::Span<const DenseRef> dense,
+                                absl::Span<const SparseRef> sparse) {
+  return PullPlanned(job_id, rank, clock, /*no_wait=*/false, dense, sparse, nullptr);
+}
+
+absl::StatusOr<uint64_t> GrpcPsClient::Read(const std::string& job_id,
+                                             absl::Span<const DenseRef> dense,
+                                             absl::Span<const SparseRef> sparse) {
+  uint64_t clock = 0;
+  PS_RETURN_IF_ERROR(PullPlanned(job_id, 0, 0, /*no_wait=*/true, dense, sparse, &clock));
+  return clock;
+}
+
+absl::Status GrpcPsClient::Push(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                absl::Span<const DenseRef> dense,
+                                absl::Span<const SparseRef> sparse) {
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
+  PS_ASSIGN_OR_RETURN(
+      Plan plan,
+      PlanCall(
+          job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
+          [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
+          options_.chunk_bytes, Plan::Kind::kPush));
+  Batch batch(this);
+  for (uint32_t s = 0; s < plan.parts().size(); ++s) {
+    const std::vector<PlanPart>& parts = plan.parts()[s];
+    for (uint32_t p = 0; p < parts.size(); ++p) {
+      PushCall* call = batch.Add<PushRequest, PushResponse>(
+          s, PS_ISSUE_FN(Push, PushRequest, PushResponse));
+      PushRequest& req = call->request;
+      req.set_job_id(job_id);
+      req.set_rank(rank);
+      req.set_clock(clock);
+      req.set_part(p);
+      req.set_num_parts(static_cast<uint32_t>(parts.size()));
+      FillSlices(parts[p], dense, sparse, req.mutable_slices());
+      GatherValues(parts[p], dense, sparse, req.mutable_values());
+      batch.Start(call);  // Sends while the next part is gathered.
+    }
+  }
+  return batch.Run();
+}
+
+absl::StatusOr<std::vector<ShardJobStats>> GrpcPsClient::GetStats(const std::string& job_id,
+                                                                  bool with_digest) {
+  Batch batch(this);
+  std::vector<UnaryCall<GetStatsRequest, GetStatsResponse>*> calls;
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    auto* call = batch.Add<GetStatsRequest, GetStatsResponse>(
+        s, PS_ISSUE_FN(GetStats, GetStatsRequest, GetStatsResponse));
+    call->request.set_job_id(job_id);
+    call->request.set_with_digest(with_digest);
+    calls.push_back(call);
+  }
+  PS_RETURN_IF_ERROR(batch.Run());
+  std::vector<ShardJobStats> out;
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    const GetStatsResponse& resp = calls[s]->response;
+    const JobStats* job = nullptr;
+    for (const JobStats& j : resp.jobs()) {
+      if (j.job_id() == job_id) job = &j;
+    }
+    if (job == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("shard ", s, " (", address(s), "): no stats of job '", job_id, "'"));
+    }
+    ShardJobStats st;
+    st.shard = s;
+    st.clock = job->clock();
+    st.worker_clocks.assign(job->worker_clocks().begin(), job->worker_clocks().end());
+    st.pushes_applied = job->pushes_applied();
+    st.pushes_duplicate = job->pushes_duplicate();
+    st.dense_elements = job->dense_elements();
+    st.sparse_rows = job->sparse_rows();
+    st.memory_bytes = job->memory_bytes();
+    st.last_checkpoint_clock = job->last_checkpoint_clock();
+    st.state_digest = job->state_digest();
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<ShardCheckpoint>> GrpcPsClient::Checkpoint(const std::string& job_id) {
+  Batch batch(this);
+  std::vector<UnaryCall<CheckpointRequest, CheckpointResponse>*> calls;
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    auto* call = batch.Add<CheckpointRequest, CheckpointResponse>(
+        s, PS_ISSUE_FN(Checkpoint, CheckpointRequest, CheckpointResponse));
+    call->request.set_job_id(job_id);
+    calls.push_back(call);
+  }
+  PS_RETURN_IF_ERROR(batch.Run());
+  std::vector<ShardCheckpoint> out;
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    const CheckpointResponse& r = calls[s]->response;
+    out.push_back(ShardCheckpoint{s, r.clock(), r.bytes(), r.pause_us(), r.write_us()});
+  }
+  return out;
+}
+
+absl::Status GrpcPsClient::Restore(const std::string& job_id, uint64_t clock) {
+  Batch batch(this);
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    auto* call = batch.Add<RestoreRequest, RestoreResponse>(
+        s, PS_ISSUE_FN(Restore, RestoreRequest, RestoreResponse));
+    call->request.set_job_id(job_id);
+    call->request.set_clock(clock);
+  }
+  return batch.Run();
+}
+
+absl::StatusOr<std::vector<std::vector<uint64_t>>> GrpcPsClient::ListCheckpoints(
+    const std::string& job_id) {
+  Batch batch(this);
+  std::vector<UnaryCall<ListCheckpointsRequest, ListCheckpointsResponse>*> calls;
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    auto* call = batch.Add<ListCheckpointsRequest, ListCheckpointsResponse>(
+        s, PS_ISSUE_FN(ListCheckpoints, ListCheckpointsRequest, ListCheckpointsResponse));
+    call->request.set_job_id(job_id);
+    calls.push_back(call);
+  }
+  PS_RETURN_IF_ERROR(batch.Run());
+  std::vector<std::vector<uint64_t>> out;
+  for (const auto* call : calls) {
+    out.emplace_back(call->response.clocks().begin(), call->response.clocks().end());
+  }
+  return out;
+}
+
+absl::Status GrpcPsClient::DropJob(const std::string& job_id, bool delete_checkpoints) {
+  routes_.Erase(job_id);
+  Batch batch(this);
+  for (uint32_t s = 0; s < num_shards(); ++s) {
+    auto* call = batch.Add<DropJobRequest, DropJobResponse>(
+        s, PS_ISSUE_FN(DropJob, DropJobRequest, DropJobResponse));
+    call->request.set_job_id(job_id);
+    call->request.set_delete_checkpoints(delete_checkpoints);
+  }
+  return batch.Run();
+}
+
+}  // namespace ps

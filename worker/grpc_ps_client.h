@@ -1,0 +1,129 @@
+// PsClient over gRPC: the worker's data path to the shards.
+//
+// A call is planned by worker/ps_routing.h (per-shard runs, chunked into parts of at
+// most Options::chunk_bytes), and every part is its own RPC, all issued at once with
+// the callback API (stub->async()) over several TCP connections per shard; the calling
+// thread waits for them (no thread per call) and retries what failed on the transport.
+//
+// Copies on the push path: 1 (caller buffer -> request `values`, reserved once, one
+// memcpy per dense slice or sparse row) + gRPC serialization (request -> wire buffer)
+// + the kernel's socket copy. Keys: 1 (caller keys -> request `keys`, gathered).
+// Copies on the pull path: the kernel's socket copy + protobuf parsing (wire buffer ->
+// response `values`) + 1 (response `values` -> caller buffers, one memcpy per dense
+// slice or sparse row, on the gRPC thread that completed the part, so parts of several
+// shards are copied in parallel).
+//
+// Retries: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED raised by the transport
+// (not the shard's memory budget, not a message over the size limit) are retried with
+// exponential backoff, the same request again: a retried push part keeps its (rank,
+// clock, part) and the shard acknowledges it as a duplicate if it had arrived. Other
+// codes fail the call at once, naming the shard: "shard 1 (127.0.0.1:4567): ...".
+//
+// Thread-safe.
+#ifndef PS_WORKER_GRPC_PS_CLIENT_H_
+#define PS_WORKER_GRPC_PS_CLIENT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "proto/shard.grpc.pb.h"
+#include "worker/ps_client.h"
+#include "worker/ps_routing.h"
+
+namespace ps {
+
+class GrpcPsClient final : public PsClient {
+ public:
+  struct Options {
+    // Largest share of one shard carried by one request (4 bytes per value, 8 per key).
+    uint64_t chunk_bytes = kDefaultChunkBytes;
+    // TCP connections per shard; parts are spread over them round-robin.
+    int channels_per_shard = 2;
+    // Deadline of each attempt of each RPC. SYNC pulls wait for the slowest worker, so
+    // it is generous.
+    absl::Duration rpc_timeout = absl::Seconds(120);
+    // Attempts per RPC (1 = no retries), and the backoff between them: initial_backoff,
+    // doubling, at most max_backoff.
+    int max_attempts = 8;
+    absl::Duration initial_backoff = absl::Milliseconds(50);
+    absl::Duration max_backoff = absl::Seconds(2);
+    // Largest gRPC message sent or received.
+    int max_message_bytes = 256 << 20;
+  };
+
+  // A client of the shards at `shard_addresses` ("host:port", shard i at index i).
+  // Connects lazily: an unreachable shard shows as UNAVAILABLE (after the retries) on the
+  // first call that needs it. INVALID_ARGUMENT for no or empty addresses or bad options.
+  static absl::StatusOr<std::unique_ptr<GrpcPsClient>> Connect(
+      std::vector<std::string> shard_addresses, Options options);
+  static absl::StatusOr<std::unique_ptr<GrpcPsClient>> Connect(
+      std::vector<std::string> shard_addresses) {
+    return Connect(std::move(shard_addresses), Options());
+  }
+
+  ~GrpcPsClient() override;
+  GrpcPsClient(const GrpcPsClient&) = delete;
+  GrpcPsClient& operator=(const GrpcPsClient&) = delete;
+
+  const Options& options() const { return options_; }
+  const std::string& address(uint32_t shard) const { return shards_[shard]->address; }
+
+  uint32_t num_shards() const override { return static_cast<uint32_t>(shards_.size()); }
+  absl::StatusOr<uint64_t> SetupJob(const ShardJobConfig& config,
+                                    const std::vector<TableSpec>& tables) override;
+  absl::Status AttachJob(const std::string& job_id) override;
+  absl::Status Pull(const std::string& job_id, uint32_t rank, uint64_t clock,
+                    absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
+  absl::Status Push(const std::string& job_id, uint32_t rank, uint64_t clock,
+                    absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
+  absl::StatusOr<uint64_t> Read(const std::string& job_id, absl::Span<const DenseRef> dense,
+                                absl::Span<const SparseRef> sparse) override;
+  absl::StatusOr<std::vector<ShardJobStats>> GetStats(const std::string& job_id,
+                                                      bool with_digest) override;
+  absl::StatusOr<std::vector<ShardCheckpoint>> Checkpoint(const std::string& job_id) override;
+  absl::Status Restore(const std::string& job_id, uint64_t clock) override;
+  absl::StatusOr<std::vector<std::vector<uint64_t>>> ListCheckpoints(
+      const std::string& job_id) override;
+  absl::Status DropJob(const std::string& job_id, bool delete_checkpoints) override;
+
+  // The stub of `shard` that the next request uses (round-robin over its channels).
+  // For the client's own calls; public for tests that send raw requests.
+  ShardService::Stub* NextStubForTest(uint32_t shard) { return NextStub(shard); }
+
+ private:
+  struct Shard {
+    std::string address;
+    std::vector<std::unique_ptr<ShardService::Stub>> stubs;
+    std::atomic<uint32_t> next{0};
+  };
+  class Batch;
+  friend class Batch;
+
+  GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options options);
+
+  ShardService::Stub* NextStub(uint32_t shard);
+  // The job's route, attaching to it first when it is not known yet.
+  absl::StatusOr<std::shared_ptr<const JobRoute>> RouteOf(const std::string& job_id);
+  // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
+  // shards reported.
+  absl::Status PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
+                           bool no_wait, absl::Span<const DenseRef> dense,
+                           absl::Span<const SparseRef> sparse, uint64_t* min_clock);
+
+  // Constant after construction.
+  const Options options_;
+  const std::vector<std::unique_ptr<Shard>> shards_;
+
+  RouteCache routes_;
+};
+
+}  // namespace ps
+
+#endif  // PS_WORKER_GRPC_PS_CLIENT_H_

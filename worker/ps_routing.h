@@ -1,0 +1,156 @@
+// Routing of pulls and pushes to shards, shared by every PsClient implementation so
+// that they all send the shards the same slices in the same parts.
+//
+// A call's dense ranges are split by DensePartition::Split into per-shard runs and its
+// sparse keys grouped by GroupKeysByShard (common/partition.h, the placement the shards
+// use). Each shard's share is then cut into parts of at most `chunk_bytes` (whole
+// slices, dense slices split by elements, sparse slices by keys; slice limits of
+// proto/shard.proto respected). The plan only points into the caller's refs: gathering
+// gradients and scattering pulled values are single copies between the caller's
+// buffers and packed bytes.
+//
+// Deterministic: equal arguments give equal plans, so a pushed (rank, clock) always
+// has the same parts (the shards deduplicate by part number).
+#ifndef PS_WORKER_PS_ROUTING_H_
+#define PS_WORKER_PS_ROUTING_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "common/partition.h"
+#include "proto/job.pb.h"
+#include "worker/ps_client.h"
+
+namespace ps {
+
+// Limits of proto/shard.proto.
+inline constexpr uint64_t kMaxDenseSliceElements = uint64_t{1} << 28;
+inline constexpr uint64_t kMaxSparseSliceKeys = uint64_t{1} << 22;
+inline constexpr uint32_t kMaxPushParts = 65536;
+
+// Default size of one part: a few MiB, where a gRPC message moves fastest.
+inline constexpr uint64_t kDefaultChunkBytes = uint64_t{4} << 20;
+
+// Placement of one table.
+struct TableRoute {
+  TableSpec spec;
+  std::optional<DensePartition> dense;  // Set for dense tables.
+};
+
+// Placement of a job's tables over `num_shards` shards. Immutable once built; shared
+// by concurrent calls through shared_ptr<const JobRoute>.
+class JobRoute {
+ public:
+  // INVALID_ARGUMENT naming "tables[i]..." for a spec the shards would refuse, or a
+  // repeated name.
+  static absl::StatusOr<std::shared_ptr<const JobRoute>> Create(
+      std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables);
+
+  const std::string& job_id() const { return job_id_; }
+  uint32_t num_shards() const { return num_shards_; }
+  // nullptr when the job has no such table.
+  const TableRoute* Find(absl::string_view table) const;
+  std::vector<std::string> TableNames() const;
+
+ private:
+  JobRoute(std::string job_id, uint32_t num_shards)
+      : job_id_(std::move(job_id)), num_shards_(num_shards) {}
+
+  const std::string job_id_;
+  const uint32_t num_shards_;
+  absl::flat_hash_map<std::string, TableRoute> tables_;
+};
+
+// A thread-safe map of job id -> route, as every client keeps. (std::mutex rather than
+// absl::Mutex: Debian's libabsl is not built with ThreadSanitizer, which therefore cannot
+// see absl::Mutex's ordering; the standard library's mutex is pthread, which it sees.)
+class RouteCache {
+ public:
+  std::shared_ptr<const JobRoute> Find(const std::string& job_id) const;
+  void Put(std::shared_ptr<const JobRoute> route);
+  void Erase(const std::string& job_id);
+
+ private:
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const JobRoute>> routes_;  // Guarded by mu_.
+};
+
+// One slice of a part: a dense sub-range of one DenseRef, or some keys of one SparseRef.
+struct PlanSlice {
+  bool sparse = false;
+  uint32_t ref = 0;     // Index into the call's dense or sparse refs.
+  uint64_t begin = 0;   // Dense: first global element.
+  uint64_t count = 0;   // Dense: elements. Sparse: keys.
+  // Sparse: `count` indices into the ref's keys (storage owned by the Plan).
+  const uint32_t* positions = nullptr;
+};
+
+// One request to one shard.
+struct PlanPart {
+  std::vector<PlanSlice> slices;
+  uint64_t floats = 0;  // Values the part carries (pull: returns).
+};
+
+// The parts of one call, per shard. Points into the refs it was built from: use it only
+// while they are alive.
+class Plan {
+ public:
+  enum class Kind { kPull, kPush };
+
+  // Validates the refs against `route` and plans them. Errors name the argument:
+  // NOT_FOUND "dense[i].table: ..." for an unknown table, OUT_OF_RANGE
+  // "dense[i].begin: ..." for a range leaving the table, INVALID_ARGUMENT for a wrong
+  // kind, dim or null buffer. A push gives every shard at least one (maybe empty) part;
+  // a pull gives parts only to shards holding some of the data. `chunk_bytes` counts 4
+  // bytes per value and 8 per key; it is raised when a shard would get more than
+  // kMaxPushParts parts.
+  static absl::StatusOr<Plan> Build(const JobRoute& route, absl::Span<const DenseRef> dense,
+                                    absl::Span<const SparseRef> sparse, uint64_t chunk_bytes,
+                                    Kind kind);
+
+  // parts()[s] are the requests for shard s, in part-number order.
+  const std::vector<std::vector<PlanPart>>& parts() const { return parts_; }
+  size_t num_requests() const;
+
+ private:
+  Plan() = default;
+
+  std::vector<std::vector<PlanPart>> parts_;
+  // [sparse ref][shard]: positions of the ref's keys that shard holds (PlanSlice points
+  // into these; moving the Plan keeps the inner buffers in place).
+  std::vector<std::vector<std::vector<uint32_t>>> positions_;
+};
+
+// Table name of a slice.
+inline const std::string& SliceTable(const PlanSlice& s, absl::Span<const DenseRef> dense,
+                                     absl::Span<const SparseRef> sparse) {
+  return s.sparse ? sparse[s.ref].table : dense[s.ref].table;
+}
+
+// Appends the packed uint64 keys of sparse slice `s` to `out`.
+void AppendSliceKeys(const PlanSlice& s, absl::Span<const SparseRef> sparse, std::string* out);
+
+// Appends the part's gradients, packed float32 in slice order, to `out`: one copy out of
+// the caller's buffers (reserved once, then appended).
+void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
+                  absl::Span<const SparseRef> sparse, std::string* out);
+
+// Copies the pulled values of `part` from `bytes` into the caller's buffers (one copy).
+// INTERNAL when `bytes` does not hold exactly part.floats values (nothing is copied).
+// Different parts of one plan write disjoint memory: they may scatter concurrently.
+absl::Status ScatterValues(const PlanPart& part, absl::string_view bytes,
+                           absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse);
+
+}  // namespace ps
+
+#endif  // PS_WORKER_PS_ROUTING_H_

@@ -1,0 +1,184 @@
+#include "worker/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status.h"
+#include "worker/compute/absl_status.h"
+#include "worker/data/dataset.h"
+#include "worker/data/readers.h"
+#include "worker/data/shard.h"
+#include "worker/model/job_model.h"
+
+namespace ps {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// DenseRef/SparseRef views over a model's parameter (or gradient) buffers.
+void MakeRefs(const std::vector<model::TableDecl>& tables, std::vector<model::TableValues>* values,
+              std::vector<DenseRef>* dense, std::vector<SparseRef>* sparse) {
+  dense->clear();
+  sparse->clear();
+  for (size_t t = 0; t < tables.size(); ++t) {
+    model::TableValues& v = (*values)[t];
+    if (tables[t].sparse) {
+      if (v.keys.empty()) continue;
+      sparse->push_back(SparseRef{tables[t].name, v.keys.data(), v.keys.size(), tables[t].dim,
+                                  v.values.data()});
+    } else {
+      dense->push_back(DenseRef{tables[t].name, 0, tables[t].size, v.values.data()});
+    }
+  }
+}
+
+}  // namespace
+
+ShardJobConfig ShardConfigForJob(const std::string& job_id, const JobSpec& spec,
+                                 uint32_t num_shards) {
+  ShardJobConfig c;
+  c.set_job_id(job_id);
+  c.set_seed(spec.seed());
+  *c.mutable_consistency() = spec.consistency();
+  c.set_num_workers(spec.num_workers());
+  *c.mutable_checkpoint() = spec.checkpoint();
+  c.set_nonfinite(spec.nonfinite());
+  c.set_num_shards(num_shards);
+  return c;
+}
+
+absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCallback& progress) {
+  const JobSpec& spec = options.spec;
+  const std::string& job = options.job_id;
+  PS_ASSIGN_OR_RETURN(data::TrainTest data, data::LoadData(spec.data(), options.data_root));
+  PS_ASSIGN_OR_RETURN(std::unique_ptr<compute::Backend> backend,
+                      compute::CreateBackend(options.device));
+  PS_ASSIGN_OR_RETURN(std::unique_ptr<model::Model> model,
+                      model::CreateModelForJob(spec, backend.get()));
+  PS_ASSIGN_OR_RETURN(std::vector<TableSpec> tables, model::TablesForJob(spec));
+  PS_ASSIGN_OR_RETURN(uint64_t shard_clock,
+                      ps->SetupJob(ShardConfigForJob(job, spec, ps->num_shards()), tables));
+  PS_ASSIGN_OR_RETURN(data::DataShard shard,
+                      data::DataShard::Create(data.train.num_examples, options.rank,
+                                              spec.num_workers(), spec.batch_size(), spec.seed()));
+  const uint64_t steps = static_cast<uint64_t>(shard.steps_per_epoch());
+  const uint64_t total = steps * spec.epochs();
+  const uint64_t start = options.resume_clock;
+  PS_LOG(INFO) << "job " << job << " rank " << options.rank << ": " << data.train.num_examples
+               << " train / " << data.test.num_examples << " test examples, " << steps
+               << " clocks per epoch, " << total << " clocks, starting at " << start
+               << " (shards at " << shard_clock << "), compute on " << backend->name();
+
+  const std::vector<model::TableDecl>& decls = model->tables();
+  std::vector<model::TableValues> params, grads;
+  std::vector<DenseRef> dense;
+  std::vector<SparseRef> sparse;
+
+  // Evaluates the model after `clock` clocks on the test set (rank 0).
+  auto evaluate = [&](uint64_t clock, TrainerProgress* p) -> absl::Status {
+    if (options.rank != 0 || data.test.num_examples == 0) return absl::OkStatus();
+    data::Dataset eval_set = data.test;
+    const uint32_t cap = spec.eval().max_examples();
+    if (cap > 0 && !p->finished && eval_set.num_examples > cap) {
+      std::vector<int64_t> rows(cap);
+      for (uint32_t i = 0; i < cap; ++i) rows[i] = i;
+      eval_set = data::GatherRows(data.test, rows.data(), cap);
+    }
+    std::vector<model::TableValues> eval_params;
+    PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->PrepareParams(eval_set, &eval_params)));
+    std::vector<DenseRef> d;
+    std::vector<SparseRef> s;
+    MakeRefs(decls, &eval_params, &d, &s);
+    // In SYNC this waits for every rank's pushes of clock - 1, so the final
+    // evaluation sees the finished model.
+    PS_RETURN_IF_ERROR(ps->Pull(job, options.rank, clock, d, s));
+    model::EvalResult r;
+    PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->Evaluate(eval_set, eval_params, &r)));
+    p->has_eval = true;
+    p->eval_examples = r.examples;
+    p->eval_loss = r.loss;
+    p->eval_accuracy = r.accuracy;
+    p->eval_auc = r.has_auc ? r.auc : 0;
+    return absl::OkStatus();
+  };
+
+  std::vector<int64_t> order;
+  uint64_t order_epoch = ~uint64_t{0};
+  double period_loss = 0, compute_s = 0, pull_s = 0, push_s = 0;
+  uint64_t period_clocks = 0;
+  Clock::time_point period_start = Clock::now();
+  const uint32_t eval_every = spec.eval().every_clocks();
+  for (uint64_t clock = start; clock < total; ++clock) {
+    if (options.stop != nullptr && options.stop->load()) {
+      return absl::CancelledError(absl::StrCat("job ", job, " stopped at clock ", clock));
+    }
+    const uint64_t epoch = clock / steps;
+    const uint64_t step = clock % steps;
+    if (epoch != order_epoch) {
+      order = shard.EpochOrder(epoch);
+      order_epoch = epoch;
+    }
+    const data::Dataset batch =
+        data::GatherRows(data.train, order.data() + step * spec.batch_size(), spec.batch_size());
+    PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->PrepareParams(batch, &params)));
+    MakeRefs(decls, &params, &dense, &sparse);
+    auto t0 = Clock::now();
+    PS_RETURN_IF_ERROR(
+        Annotate(ps->Pull(job, options.rank, clock, dense, sparse), absl::StrCat("pull of clock ", clock)));
+    auto t1 = Clock::now();
+    double loss = 0;
+    PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->ComputeGradients(batch, params, &grads, &loss)));
+    auto t2 = Clock::now();
+    MakeRefs(decls, &grads, &dense, &sparse);
+    PS_RETURN_IF_ERROR(
+        Annotate(ps->Push(job, options.rank, clock, dense, sparse), absl::StrCat("push of clock ", clock)));
+    auto t3 = Clock::now();
+    pull_s += std::chrono::duration<double>(t1 - t0).count();
+    compute_s += std::chrono::duration<double>(t2 - t1).count();
+    push_s += std::chrono::duration<double>(t3 - t2).count();
+    period_loss += loss;
+    ++period_clocks;
+
+    const bool last = clock + 1 == total;
+    const bool eval_now = eval_every > 0 && (clock + 1) % eval_every == 0 && !last;
+    if (last || eval_now || Since(period_start) >= options.report_every_s) {
+      TrainerProgress p;
+      p.clock = clock + 1;
+      p.total_clocks = total;
+      p.epoch = static_cast<uint32_t>(epoch);
+      p.loss = period_loss / static_cast<double>(period_clocks);
+      const double elapsed = Since(period_start);
+      p.samples_per_s = elapsed > 0 ? period_clocks * spec.batch_size() / elapsed : 0;
+      p.compute_s = compute_s / period_clocks;
+      p.pull_s = pull_s / period_clocks;
+      p.push_s = push_s / period_clocks;
+      p.finished = last;
+      if (eval_now) PS_RETURN_IF_ERROR(evaluate(clock + 1, &p));
+      if (last) PS_RETURN_IF_ERROR(evaluate(total, &p));
+      if (!progress(p)) return absl::CancelledError(absl::StrCat("job ", job, " stopped at clock ", clock + 1));
+      period_loss = compute_s = pull_s = push_s = 0;
+      period_clocks = 0;
+      period_start = Clock::now();
+    }
+  }
+  if (start >= total) {
+    // Nothing left to run (resumed at the end): report the result once more.
+    TrainerProgress p;
+    p.clock = total;
+    p.total_clocks = total;
+    p.epoch = spec.epochs() == 0 ? 0 : spec.epochs() - 1;
+    p.finished = true;
+    PS_RETURN_IF_ERROR(evaluate(total, &p));
+    progress(p);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ps
