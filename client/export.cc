@@ -27,7 +27,11 @@ constexpr uint64_t kPullChunk = uint64_t{1} << 20;  // Elements per Pull: 4 MiB.
 constexpr uint64_t kMaxTableBytes = 0xFFFFFFFFull - 4096;
 
 // Layer index of a weight table's name, or -1.
+// The layer of a weight table: the worker's models name them "softmax.w" (layer 0)
+// and "mlp.w<l>" (worker/model/model.h); a bare "w<l>" is taken too.
 int WeightLayer(absl::string_view name) {
+  const size_t dot = name.rfind('.');
+  if (dot != absl::string_view::npos) name.remove_prefix(dot + 1);
   for (absl::string_view prefix : {"weights", "w_", "w", "W_", "W"}) {
     if (!absl::ConsumePrefix(&name, prefix)) continue;
     if (name.empty()) return 0;

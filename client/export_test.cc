@@ -19,6 +19,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "worker/model/job_model.h"
 #include "proto/shard.grpc.pb.h"
 #include "server/coordinator/server.h"
 
@@ -218,6 +219,29 @@ TEST(ExportShapeTest, WeightMatricesOfSoftmaxAndMlp) {
   EXPECT_EQ(ExportShape(spec, Dense("wide", 640)), (std::vector<uint64_t>{640}));
   mlp->set_head(ModelSpec::Mlp::SIGMOID);
   EXPECT_EQ(ExportShape(spec, Dense("w2", 64)), (std::vector<uint64_t>{64, 1}));
+}
+
+// The tables the worker's models really declare get their matrix shapes.
+TEST(ExportShapeTest, AgreesWithTheWorkersModelTables) {
+  JobSpec spec;
+  spec.mutable_data()->set_format(IDX);
+  spec.mutable_data()->set_num_features(784);
+  spec.mutable_data()->set_num_classes(10);
+  spec.mutable_model()->mutable_softmax();
+  auto tables = model::TablesForJob(spec);
+  ASSERT_TRUE(tables.ok()) << tables.status();
+  for (const TableSpec& t : *tables) {
+    const bool weight = t.name().find(".w") != std::string::npos;
+    const std::vector<uint64_t> want =
+        weight ? std::vector<uint64_t>{784, 10} : std::vector<uint64_t>{t.size()};
+    EXPECT_EQ(ExportShape(spec, t), want) << t.name();
+  }
+  spec.mutable_model()->mutable_mlp()->add_hidden(128);
+  tables = model::TablesForJob(spec);
+  ASSERT_TRUE(tables.ok()) << tables.status();
+  std::vector<std::vector<uint64_t>> shapes;
+  for (const TableSpec& t : *tables) shapes.push_back(ExportShape(spec, t));
+  EXPECT_EQ(shapes, (std::vector<std::vector<uint64_t>>{{784, 128}, {128}, {128, 10}, {10}}));
 }
 
 }  // namespace

@@ -34,8 +34,9 @@ MemberLink::MemberLink(std::string coordinator, Member member, ResponseHandler h
 
 MemberLink::~MemberLink() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
+    cv_.SignalAll();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -45,7 +46,7 @@ void MemberLink::Start(std::function<void(const std::string&)> on_registered) {
 }
 
 void MemberLink::SetRunning(const std::string& job_id, uint32_t rank, uint64_t generation) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   member_.set_job_id(job_id);
   member_.set_rank(rank);
   member_.set_generation(generation);
@@ -54,7 +55,7 @@ void MemberLink::SetRunning(const std::string& job_id, uint32_t rank, uint64_t g
 absl::Status MemberLink::Register() {
   RegisterRequest req;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     *req.mutable_member() = member_;
   }
   RegisterResponse resp;
@@ -62,7 +63,7 @@ absl::Status MemberLink::Register() {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   const grpc::Status s = stub_->Register(&ctx, req, &resp);
   if (!s.ok()) return FromGrpcStatus(s);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   member_id_ = resp.member_id();
   if (resp.heartbeat_interval_ms() > 0) interval_ms_ = resp.heartbeat_interval_ms();
   return absl::OkStatus();
@@ -75,7 +76,7 @@ void MemberLink::Loop(std::function<void(const std::string&)> on_registered) {
   for (;;) {
     uint32_t wait_ms;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return;
       wait_ms = interval_ms_;
     }
@@ -91,7 +92,7 @@ void MemberLink::Loop(std::function<void(const std::string&)> on_registered) {
         backoff_ms = 100;
         std::string id;
         {
-          absl::MutexLock lock(&mu_);
+          MutexLock lock(&mu_);
           id = member_id_;
         }
         // The line local_cluster.sh waits for.
@@ -105,7 +106,7 @@ void MemberLink::Loop(std::function<void(const std::string&)> on_registered) {
     } else {
       HeartbeatRequest req;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         req.set_member_id(member_id_);
         req.set_incarnation(member_.incarnation());
       }
@@ -127,8 +128,8 @@ void MemberLink::Loop(std::function<void(const std::string&)> on_registered) {
         PS_LOG(WARNING) << "heartbeat to " << coordinator_ << " failed: " << s.error_message();
       }
     }
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(wait_ms));
+    MutexLock lock(&mu_);
+    if (!stopping_) cv_.WaitWithTimeout(&mu_, absl::Milliseconds(wait_ms));
   }
 }
 

@@ -19,7 +19,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace ps {
@@ -59,11 +59,12 @@ class MemberLink {
   const LoadProbe load_;
   std::unique_ptr<CoordinatorService::Stub> stub_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   Member member_ ABSL_GUARDED_BY(mu_);
   std::string member_id_ ABSL_GUARDED_BY(mu_);
   uint32_t interval_ms_ ABSL_GUARDED_BY(mu_) = 500;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar cv_;  // Signalled when stopping_ is set.
   std::thread thread_;
 };
 

@@ -41,7 +41,7 @@ cp "$BIN_SRC/server/ps_server" "$BIN_SRC/server/coordinator/ps_coordinator" \
 
 step "3/5 starting a local cluster: coordinator, 2 shards, 2 workers"
 start_out=$("$ROOT/deploy/local_cluster.sh" start --shards=2 --workers=2 --dir="$RUNDIR" \
-  --bin="$RUNDIR/bin" --data_root="$ROOT")
+  --bin="$RUNDIR/bin" --data_root="$ROOT:/usr/share/datasets")
 echo "$start_out"
 COORD=$(echo "$start_out" | sed -n 's/^coordinator at //p')
 export PS_COORDINATOR=$COORD

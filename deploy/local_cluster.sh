@@ -22,7 +22,7 @@ WORKERS=2
 RUNDIR=/tmp/ps-cluster
 PORT=""
 BIN=""
-DATA_ROOT="$ROOT"
+DATA_ROOT="$ROOT:/usr/share/datasets"
 DEVICE=auto
 [ "$cmd" = _supervise ] || for arg in "$@"; do
   case "$arg" in

@@ -43,12 +43,13 @@ ShardCore::ShardCore(Options options, std::unique_ptr<CheckpointStore> store)
 ShardCore::~ShardCore() {
   CloseAll();
   {
-    absl::MutexLock lock(&queue_mu_);
+    MutexLock lock(&queue_mu_);
     stopping_ = true;
+    queue_cv_.SignalAll();
   }
   writer_.join();
   timer_.join();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   jobs_.clear();
 }
 
@@ -78,7 +79,7 @@ absl::Status ShardCore::LoadAll() {
     PS_RETURN_IF_ERROR(RestoreFromStore(job.get(), clocks.back()));
     PS_LOG(INFO) << "shard " << options_.shard_id << " job " << id
                  << ": loaded checkpoint at clock " << clocks.back();
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     jobs_[id] = std::move(job);
   }
   return absl::OkStatus();
@@ -103,7 +104,7 @@ absl::Status ShardCore::RestoreFromStore(ShardJob* job, uint64_t clock) {
 }
 
 absl::Status ShardCore::CreateJob(JobConfig config, bool* existed) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = jobs_.find(config.job_id);
   if (it != jobs_.end()) {
     if (it->second->config().config_blob != config.config_blob) {
@@ -123,7 +124,7 @@ absl::Status ShardCore::CreateJob(JobConfig config, bool* existed) {
 absl::Status ShardCore::DropJob(const std::string& job_id, bool delete_checkpoints) {
   std::shared_ptr<ShardJob> job;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) {
       return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' on shard ",
@@ -139,7 +140,7 @@ absl::Status ShardCore::DropJob(const std::string& job_id, bool delete_checkpoin
 }
 
 absl::StatusOr<std::shared_ptr<ShardJob>> ShardCore::FindJob(absl::string_view job_id) const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) {
     return absl::NotFoundError(absl::StrCat("job_id: no job '", job_id, "' on shard ",
@@ -149,7 +150,7 @@ absl::StatusOr<std::shared_ptr<ShardJob>> ShardCore::FindJob(absl::string_view j
 }
 
 std::vector<std::shared_ptr<ShardJob>> ShardCore::Jobs() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<std::shared_ptr<ShardJob>> out;
   for (const auto& [id, job] : jobs_) out.push_back(job);
   return out;
@@ -183,20 +184,17 @@ absl::StatusOr<std::vector<uint64_t>> ShardCore::ListCheckpoints(const std::stri
 }
 
 void ShardCore::Enqueue(WriteTask task) {
-  absl::MutexLock lock(&queue_mu_);
+  MutexLock lock(&queue_mu_);
   queue_.push_back(std::move(task));
+  queue_cv_.SignalAll();
 }
 
 void ShardCore::WriterLoop() {
   for (;;) {
     WriteTask task;
     {
-      absl::MutexLock lock(&queue_mu_);
-      queue_mu_.Await(absl::Condition(
-          +[](ShardCore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
-            return self->stopping_ || !self->queue_.empty();
-          },
-          this));
+      MutexLock lock(&queue_mu_);
+      while (!stopping_ && queue_.empty()) queue_cv_.Wait(&queue_mu_);
       if (queue_.empty()) return;  // Stopping with nothing left to write.
       task = std::move(queue_.front());
       queue_.pop_front();
@@ -224,25 +222,22 @@ void ShardCore::WriterLoop() {
                     << ": checkpoint at clock " << info.clock << " failed: " << bytes.status();
     }
     if (task.done) task.done(std::move(result));
-    absl::MutexLock lock(&queue_mu_);
+    MutexLock lock(&queue_mu_);
     --writing_;
+    queue_cv_.SignalAll();
   }
 }
 
 void ShardCore::Drain() {
-  absl::MutexLock lock(&queue_mu_);
-  queue_mu_.Await(absl::Condition(
-      +[](ShardCore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
-        return self->queue_.empty() && self->writing_ == 0;
-      },
-      this));
+  MutexLock lock(&queue_mu_);
+  while (!queue_.empty() || writing_ != 0) queue_cv_.Wait(&queue_mu_);
 }
 
 void ShardCore::CheckpointDueAsyncJobs() {
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   std::vector<std::shared_ptr<ShardJob>> due;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (const auto& [id, job] : jobs_) {
       const JobConfig& c = job->config();
       if (c.mode != ConsistencyMode::kAsync || c.checkpoint_every_seconds == 0) continue;
@@ -260,17 +255,13 @@ void ShardCore::CheckpointDueAsyncJobs() {
 void ShardCore::TimerLoop() {
   for (;;) {
     {
-      absl::MutexLock lock(&queue_mu_);
+      MutexLock lock(&queue_mu_);
       // Wakes once a second, or at once when stopping.
-      if (queue_mu_.AwaitWithTimeout(
-              absl::Condition(
-                  +[](ShardCore* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->queue_mu_) {
-                    return self->stopping_;
-                  },
-                  this),
-              absl::Seconds(1))) {
-        return;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      while (!stopping_ && std::chrono::steady_clock::now() < until) {
+        queue_cv_.WaitWithTimeout(&queue_mu_, absl::Seconds(1));
       }
+      if (stopping_) return;
     }
     CheckpointDueAsyncJobs();
   }

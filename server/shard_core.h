@@ -23,7 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "server/checkpoint_store.h"
 #include "server/shard_job.h"
 
@@ -103,11 +103,12 @@ class ShardCore {
   const std::unique_ptr<CheckpointStore> store_;
   MemoryBudget budget_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<ShardJob>> jobs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> last_async_snapshot_ms_ ABSL_GUARDED_BY(mu_);
 
-  absl::Mutex queue_mu_;
+  Mutex queue_mu_;
+  CondVar queue_cv_;  // Signalled on every change of the queue, writing_ or stopping_.
   std::deque<WriteTask> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   int writing_ ABSL_GUARDED_BY(queue_mu_) = 0;

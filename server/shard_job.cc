@@ -46,7 +46,7 @@ ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink)
 }
 
 ShardJob::~ShardJob() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   budget_->Release(reserved_);
 }
 
@@ -68,7 +68,7 @@ void ShardJob::SettleMemoryLocked() {
 }
 
 absl::Status ShardJob::CreateTable(TableConfig config) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return CreateTableLocked(std::move(config));
 }
 
@@ -102,7 +102,7 @@ absl::Status ShardJob::CreateTableLocked(TableConfig config) {
 }
 
 absl::Status ShardJob::DropTable(absl::string_view name) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = tables_.find(name);
   if (it == tables_.end()) {
     return absl::NotFoundError(absl::StrCat("table: no table '", name, "' in job '",
@@ -114,7 +114,7 @@ absl::Status ShardJob::DropTable(absl::string_view name) {
 }
 
 std::vector<ShardJob::TableInfo> ShardJob::ListTables() const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   std::vector<TableInfo> out;
   for (const auto& [name, t] : tables_) {
     out.push_back(TableInfo{t->config(), t->local_begin(), t->local_count()});
@@ -200,7 +200,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
   uint64_t floats = 0;
   bool need_rows = false;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    ReaderMutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("shard is shutting down");
     if (!no_wait && rank >= config_.num_workers) {
       return absl::InvalidArgumentError(absl::StrCat("rank: ", rank, " is not below num_workers ",
@@ -229,7 +229,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       }
     }
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   // Tables may have changed while unlocked: parse again under the exclusive lock.
   if (closed_) return absl::UnavailableError("shard is shutting down");
   if (absl::Status s = ParseSlices(slices, &parsed, &floats); !s.ok()) return s;
@@ -267,7 +267,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
 }
 
 bool ShardJob::CancelWait(uint64_t ticket) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return waiters_.erase(ticket) > 0;
 }
 
@@ -399,7 +399,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
   bool snapshot_due = false;
   PushResult result;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("shard is shutting down");
     if (args.rank >= config_.num_workers) {
       return absl::InvalidArgumentError(absl::StrCat("rank: ", args.rank,
@@ -510,7 +510,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
 }
 
 JobSnapshot ShardJob::Snapshot() {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return SnapshotLocked();
 }
 
@@ -557,7 +557,7 @@ absl::Status ShardJob::Restore(const std::vector<StateRecord>& records,
                                const std::vector<TableConfig>& table_configs) {
   std::vector<std::function<void()>> wake;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const StateRecord* state = nullptr;
     std::map<std::string, const StateRecord*> table_states;
     for (const StateRecord& r : records) {
@@ -641,7 +641,7 @@ absl::Status ShardJob::Restore(const std::vector<StateRecord>& records,
 void ShardJob::Reset() {
   std::vector<std::function<void()>> wake;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     std::map<std::string, std::unique_ptr<Table>, std::less<>> fresh;
     for (const auto& [name, t] : tables_) {
       fresh.emplace(name, std::make_unique<Table>(t->config(), config_.seed, t->local_begin(),
@@ -659,7 +659,7 @@ void ShardJob::Reset() {
 }
 
 JobCounters ShardJob::Counters(bool with_digest) const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   JobCounters c;
   c.clock = SnapshotClockLocked();
   for (const RankState& r : ranks_) c.worker_clocks.push_back(r.done_below);
@@ -685,14 +685,14 @@ JobCounters ShardJob::Counters(bool with_digest) const {
 }
 
 uint64_t ShardJob::clock() const {
-  absl::ReaderMutexLock lock(&mu_);
+  ReaderMutexLock lock(&mu_);
   return SnapshotClockLocked();
 }
 
 void ShardJob::Close() {
   std::vector<std::function<void()>> wake;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     closed_ = true;
     wake = TakeReadyWaitersLocked();
   }

@@ -34,7 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "absl/types/span.h"
 #include "server/table.h"
 
@@ -224,7 +224,7 @@ class ShardJob {
   MemoryBudget* const budget_;  // Not owned.
   const SnapshotSink sink_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Table>, std::less<>> tables_ ABSL_GUARDED_BY(mu_);
   std::vector<RankState> ranks_ ABSL_GUARDED_BY(mu_);
   uint64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;  // SYNC: clocks applied.

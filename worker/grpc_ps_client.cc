@@ -1,20 +1,20 @@
 #include "worker/grpc_ps_client.h"
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <limits>
-#include <mutex>
 #include <queue>
+#include <type_traits>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
+#include "common/sync.h"
 #include "grpcpp/grpcpp.h"
 
 namespace ps {
@@ -67,13 +67,86 @@ class RpcCall {
   const uint32_t shard_;
 };
 
+// Request and response messages kept for reuse: a message's `values` keeps its
+// capacity through Clear() and protobuf's parsing, so the next call of the same size
+// writes into memory already mapped instead of freshly faulted pages (DESIGN.md,
+// "Performance facts"). Thread-safe.
+template <typename T>
+class MessagePool {
+ public:
+  explicit MessagePool(size_t max) : max_(max) {}
+  std::unique_ptr<T> Get() {
+    {
+      MutexLock lock(&mu_);
+      if (!free_.empty()) {
+        std::unique_ptr<T> m = std::move(free_.back());
+        free_.pop_back();
+        return m;
+      }
+    }
+    return std::make_unique<T>();
+  }
+  void Put(std::unique_ptr<T> m) {
+    m->Clear();
+    MutexLock lock(&mu_);
+    if (free_.size() < max_) free_.push_back(std::move(m));
+  }
+
+ private:
+  const size_t max_;
+  Mutex mu_;
+  std::vector<std::unique_ptr<T>> free_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+// The messages that carry tensors are pooled; the others are small and made afresh.
+struct GrpcPsClient::Pools {
+  explicit Pools(size_t max) : push_requests(max), pull_responses(max) {}
+
+  template <typename T>
+  std::unique_ptr<T> Get() {
+    if constexpr (std::is_same_v<T, PushRequest>) {
+      return push_requests.Get();
+    } else if constexpr (std::is_same_v<T, PullResponse>) {
+      return pull_responses.Get();
+    } else {
+      return std::make_unique<T>();
+    }
+  }
+  template <typename T>
+  void Put(std::unique_ptr<T> m) {
+    if constexpr (std::is_same_v<T, PushRequest>) {
+      push_requests.Put(std::move(m));
+    } else if constexpr (std::is_same_v<T, PullResponse>) {
+      pull_responses.Put(std::move(m));
+    }
+  }
+
+  MessagePool<PushRequest> push_requests;
+  MessagePool<PullResponse> pull_responses;
+};
+
+namespace {
+
 template <typename Req, typename Resp>
 class UnaryCall final : public RpcCall {
  public:
   using IssueFn = void (*)(ShardService::Stub*, grpc::ClientContext*, const Req*, Resp*,
                            std::function<void(grpc::Status)>);
 
-  UnaryCall(uint32_t shard, IssueFn issue) : RpcCall(shard), issue_(issue) {}
+  UnaryCall(uint32_t shard, IssueFn issue, GrpcPsClient::Pools* pools)
+      : RpcCall(shard),
+        issue_(issue),
+        pools_(pools),
+        request_(pools->Get<Req>()),
+        response_(pools->Get<Resp>()),
+        request(*request_),
+        response(*response_) {}
+  ~UnaryCall() override {
+    pools_->Put(std::move(request_));
+    pools_->Put(std::move(response_));
+  }
 
   void Issue(ShardService::Stub* stub, grpc::ClientContext* ctx,
              std::function<void(grpc::Status)> done) override {
@@ -82,12 +155,16 @@ class UnaryCall final : public RpcCall {
   absl::Status OnOk() override { return on_ok ? on_ok(response) : absl::OkStatus(); }
   void ClearResponse() override { response.Clear(); }
 
-  Req request;
-  Resp response;
-  std::function<absl::Status(const Resp&)> on_ok;  // Optional.
-
  private:
   const IssueFn issue_;
+  GrpcPsClient::Pools* const pools_;  // Not owned.
+  std::unique_ptr<Req> request_;
+  std::unique_ptr<Resp> response_;
+
+ public:
+  Req& request;
+  Resp& response;
+  std::function<absl::Status(const Resp&)> on_ok;  // Optional.
 };
 
 #define PS_ISSUE_FN(Method, Req, Resp)                                                     \
@@ -141,7 +218,7 @@ class GrpcPsClient::Batch {
   // building later requests with sending this one) or leaves it to Run.
   template <typename Req, typename Resp>
   UnaryCall<Req, Resp>* Add(uint32_t shard, typename UnaryCall<Req, Resp>::IssueFn issue) {
-    auto call = std::make_unique<UnaryCall<Req, Resp>>(shard, issue);
+    auto call = std::make_unique<UnaryCall<Req, Resp>>(shard, issue, client_->pools_.get());
     call->index = calls_.size();
     UnaryCall<Req, Resp>* raw = call.get();
     calls_.push_back(std::move(call));
@@ -175,19 +252,20 @@ class GrpcPsClient::Batch {
       }
       std::vector<size_t> finished;
       {
-        std::unique_lock<std::mutex> lock(shared_->mu);
-        shared_->expected = in_flight_;
-        auto should_wake = [this] { return shared_->ShouldWake(); };
-        if (wake == absl::InfiniteFuture()) {
-          shared_->cv.wait(lock, should_wake);
-        } else {
-          shared_->cv.wait_until(
-              lock,
-              std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(wake - absl::Now()),
-              should_wake);
+        Shared& sh = *shared_;
+        MutexLock lock(&sh.mu);
+        sh.expected = in_flight_;
+        while (!sh.ShouldWake()) {
+          if (wake == absl::InfiniteFuture()) {
+            sh.cv.Wait(&sh.mu);
+            continue;
+          }
+          const absl::Duration left = wake - absl::Now();
+          if (left <= absl::ZeroDuration()) break;  // A retry is due.
+          sh.cv.WaitWithTimeout(&sh.mu, left);
         }
-        finished.swap(shared_->finished);
-        shared_->failed = false;
+        finished.swap(sh.finished);
+        sh.failed = false;
       }
       for (size_t index : finished) {
         RpcCall* call = calls_[index].get();
@@ -209,19 +287,19 @@ class GrpcPsClient::Batch {
 
  private:
   // What the completions share with the caller's thread; held by both, so whichever
-  // lets go last frees it. std::mutex, not absl::Mutex: ThreadSanitizer cannot see the
-  // ordering of Debian's (uninstrumented) absl::Mutex, and this mutex is what orders the
-  // completions' writes (responses, statuses, the caller's buffers) before the caller
-  // reads them.
+  // lets go last frees it. `mu` (common/sync.h, which ThreadSanitizer sees, unlike
+  // Debian's absl::Mutex) orders the completions' writes (responses, statuses, the
+  // caller's buffers) before the caller reads them.
   struct Shared {
-    std::mutex mu;
-    std::condition_variable cv;
-    // Guarded by mu:
-    std::vector<size_t> finished;  // Completed, not yet collected.
-    bool failed = false;           // One of them failed.
-    size_t expected = 0;           // In flight when the caller waits.
+    Mutex mu;
+    CondVar cv;
+    std::vector<size_t> finished ABSL_GUARDED_BY(mu);  // Completed, not yet collected.
+    bool failed ABSL_GUARDED_BY(mu) = false;            // One of them failed.
+    size_t expected ABSL_GUARDED_BY(mu) = 0;            // In flight when the caller waits.
 
-    bool ShouldWake() const { return failed || finished.size() >= expected; }
+    bool ShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return failed || finished.size() >= expected;
+    }
   };
 
   absl::Duration Backoff(int attempts) const {
@@ -258,12 +336,12 @@ class GrpcPsClient::Batch {
                   }
                   bool wake = false;
                   {
-                    std::lock_guard<std::mutex> lock(shared->mu);
+                    MutexLock lock(&shared->mu);
                     shared->finished.push_back(call->index);
                     if (!call->status.ok()) shared->failed = true;
                     wake = shared->ShouldWake();
                   }
-                  if (wake) shared->cv.notify_one();
+                  if (wake) shared->cv.SignalAll();
                 });
   }
 
@@ -298,6 +376,9 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
   if (options.rpc_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("options.rpc_timeout: must be > 0");
   }
+  if (options.pooled_messages < 0) {
+    return absl::InvalidArgumentError("options.pooled_messages: must be >= 0");
+  }
   if (options.max_message_bytes < 1 << 20) {
     return absl::InvalidArgumentError("options.max_message_bytes: must be >= 1 MiB");
   }
@@ -330,7 +411,9 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
 }
 
 GrpcPsClient::GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options options)
-    : options_(std::move(options)), shards_(std::move(shards)) {}
+    : options_(std::move(options)),
+      shards_(std::move(shards)),
+      pools_(std::make_unique<Pools>(static_cast<size_t>(options_.pooled_messages))) {}
 
 GrpcPsClient::~GrpcPsClient() = default;
 

@@ -11,7 +11,9 @@
 // Copies on the pull path: the kernel's socket copy + protobuf parsing (wire buffer ->
 // response `values`) + 1 (response `values` -> caller buffers, one memcpy per dense
 // slice or sparse row, on the gRPC thread that completed the part, so parts of several
-// shards are copied in parallel).
+// shards are copied in parallel). Push requests and pull responses are pooled, so these
+// copies write into memory already mapped (fresh pages cost more than the copy itself on
+// this machine kind, DESIGN.md "Performance facts").
 //
 // Retries: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED raised by the transport
 // (not the shard's memory budget, not a message over the size limit) are retried with
@@ -56,6 +58,9 @@ class GrpcPsClient final : public PsClient {
     absl::Duration max_backoff = absl::Seconds(2);
     // Largest gRPC message sent or received.
     int max_message_bytes = 256 << 20;
+    // Push requests and pull responses kept for reuse (each of chunk_bytes at most),
+    // per kind: reused memory is much faster to write than fresh pages.
+    int pooled_messages = 32;
   };
 
   // A client of the shards at `shard_addresses` ("host:port", shard i at index i).
@@ -97,6 +102,8 @@ class GrpcPsClient final : public PsClient {
   // For the client's own calls; public for tests that send raw requests.
   ShardService::Stub* NextStubForTest(uint32_t shard) { return NextStub(shard); }
 
+  struct Pools;  // Internal.
+
  private:
   struct Shard {
     std::string address;
@@ -121,6 +128,7 @@ class GrpcPsClient final : public PsClient {
   const Options options_;
   const std::vector<std::unique_ptr<Shard>> shards_;
 
+  const std::unique_ptr<Pools> pools_;
   RouteCache routes_;
 };
 

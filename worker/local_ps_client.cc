@@ -1,16 +1,15 @@
 #include "worker/local_ps_client.h"
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
 #include <limits>
-#include <mutex>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
+#include "common/sync.h"
 #include "server/convert.h"
 
 namespace ps {
@@ -20,33 +19,36 @@ absl::Status OnShard(uint32_t shard, const absl::Status& status) {
   return Annotate(status, absl::StrCat("shard ", shard, " (local)"));
 }
 
-// A one-shot event over the standard library (ThreadSanitizer sees its ordering, which
-// it cannot for Debian's uninstrumented absl::Notification). Thread-safe.
+// A one-shot event (common/sync.h, which ThreadSanitizer sees, unlike Debian's
+// absl::Notification). Thread-safe.
 class Event {
  public:
   void Notify() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       done_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   // False when `deadline` passed first.
   bool WaitUntil(absl::Time deadline) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_until(
-        lock, std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(deadline - absl::Now()),
-        [this] { return done_; });
+    MutexLock lock(&mu_);
+    while (!done_) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) return false;
+      cv_.WaitWithTimeout(&mu_, left);
+    }
+    return true;
   }
   void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return done_; });
+    MutexLock lock(&mu_);
+    while (!done_) cv_.Wait(&mu_);
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;  // Guarded by mu_.
+  Mutex mu_;
+  CondVar cv_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -601,16 +601,7 @@ extern "C" const char* __tsan_default_suppressions() {
       "race:libgrpc++.so\n"
       "race:libgpr.so\n"
       // RocksDB (the shards' checkpoint store) orders its threads with atomics.
-      "race:librocksdb.so\n"
-      // The shard's core (server/) guards its state with absl::Mutex and hands work to
-      // its writer thread through an absl::Mutex queue: TSAN cannot see that ordering
-      // (see above), so every access the shard's lock orders looks racy. Until server/
-      // synchronises in a way TSAN sees, the shard's frames are not checked here; the
-      // client's own code still is.
-      "race:ps::ShardJob::\n"
-      "race:ps::ShardCore::\n"
-      "race:ps::Table::\n"
-      "race:CastAndCallFunction<ps::ShardCore>\n";
+      "race:librocksdb.so\n";
 }
 
 // Memory accesses that interceptors (memcpy, memcmp, ...) make on behalf of the

@@ -122,19 +122,19 @@ std::vector<std::string> JobRoute::TableNames() const {
 }
 
 std::shared_ptr<const JobRoute> RouteCache::Find(const std::string& job_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = routes_.find(job_id);
   return it == routes_.end() ? nullptr : it->second;
 }
 
 void RouteCache::Put(std::shared_ptr<const JobRoute> route) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const std::string id = route->job_id();
   routes_[id] = std::move(route);
 }
 
 void RouteCache::Erase(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   routes_.erase(job_id);
 }
 

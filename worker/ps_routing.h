@@ -16,18 +16,19 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/partition.h"
+#include "common/sync.h"
 #include "proto/job.pb.h"
 #include "worker/ps_client.h"
 
@@ -71,9 +72,7 @@ class JobRoute {
   absl::flat_hash_map<std::string, TableRoute> tables_;
 };
 
-// A thread-safe map of job id -> route, as every client keeps. (std::mutex rather than
-// absl::Mutex: Debian's libabsl is not built with ThreadSanitizer, which therefore cannot
-// see absl::Mutex's ordering; the standard library's mutex is pthread, which it sees.)
+// A thread-safe map of job id -> route, as every client keeps.
 class RouteCache {
  public:
   std::shared_ptr<const JobRoute> Find(const std::string& job_id) const;
@@ -81,8 +80,8 @@ class RouteCache {
   void Erase(const std::string& job_id);
 
  private:
-  mutable std::mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<const JobRoute>> routes_;  // Guarded by mu_.
+  mutable Mutex mu_;  // common/sync.h: visible to ThreadSanitizer, unlike absl::Mutex.
+  absl::flat_hash_map<std::string, std::shared_ptr<const JobRoute>> routes_ ABSL_GUARDED_BY(mu_);
 };
 
 // One slice of a part: a dense sub-range of one DenseRef, or some keys of one SparseRef.

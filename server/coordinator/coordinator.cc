@@ -12,12 +12,14 @@
 #include "common/job_spec.h"
 #include "common/logging.h"
 #include "common/status.h"
-#include "server/coordinator/data_paths.h"
+#include "common/data_paths.h"
 
 namespace ps {
 namespace {
 
 constexpr size_t kMaxPartialCheckpoints = 1024;
+constexpr size_t kMaxDeviceBytes = 256;
+constexpr size_t kMaxErrorBytes = 2048;  // Of a worker's error kept as the reason.
 
 bool IsActive(JobState s) { return s == RUNNING || s == RECOVERING; }
 
@@ -70,11 +72,11 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     return absl::InvalidArgumentError(
         "--heartbeat_timeout_ms: must be greater than --heartbeat_interval_ms");
   }
-  {
+  for (const std::string& root : SplitDataRoots(options.data_root)) {
     struct stat st;
-    if (::stat(options.data_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--data_root: \"", options.data_root, "\" is not a directory"));
+    if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--data_root: \"", root, "\" is not a directory"));
     }
   }
   if (store == nullptr || clock == nullptr) {
@@ -326,6 +328,10 @@ absl::StatusOr<RegisterResponse> Coordinator::Register(const Member& member) {
   } else if (member.role() != WORKER) {
     return absl::InvalidArgumentError("member.role: must be SHARD or WORKER");
   }
+  if (member.device().size() > kMaxDeviceBytes || member.address().size() > kMaxDeviceBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("member.device, member.address: at most ", kMaxDeviceBytes, " bytes"));
+  }
   Changes ch;
   Commit commit;
   RegisterResponse response;
@@ -501,7 +507,9 @@ absl::StatusOr<bool> Coordinator::ReportProgress(const ProgressReport& report) {
     RecomputeProgressLocked(job);
     bool sync = false;
     if (!report.error().empty()) {
-      FinishJobLocked(job, FAILED, absl::StrCat("rank ", report.rank(), ": ", report.error()),
+      FinishJobLocked(job, FAILED,
+                      absl::StrCat("rank ", report.rank(), ": ",
+                                   absl::string_view(report.error()).substr(0, kMaxErrorBytes)),
                       &ch);
       cancel = true;
       sync = true;

@@ -21,7 +21,7 @@
 #include "server/coordinator/clock.h"
 #include "server/coordinator/job_store.h"
 #include "server/coordinator/state.pb.h"
-#include "server/coordinator/sync.h"
+#include "common/sync.h"
 
 namespace ps {
 

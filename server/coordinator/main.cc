@@ -37,12 +37,6 @@ ABSL_FLAG(uint32_t, heartbeat_timeout_ms, 5000,
 int main(int argc, char** argv) {
   // --help lists the flags of this package (absl's default matches only files named
   // after the binary).
-  absl::FlagsUsageConfig usage;
-  usage.contains_help_flags = [](absl::string_view file) {
-    return absl::StrContains(file, "server/coordinator/");
-  };
-  usage.contains_helpshort_flags = usage.contains_help_flags;
-  absl::SetFlagsUsageConfig(usage);
   const std::vector<std::string> args = ps::ParseFlags(
       argc, argv,
       "job registry, scheduling, checkpoint catalog and recovery of the "

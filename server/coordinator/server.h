@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "server/coordinator/clock.h"
 #include "server/coordinator/coordinator.h"
-#include "server/coordinator/sync.h"
+#include "common/sync.h"
 
 namespace grpc {
 class Server;

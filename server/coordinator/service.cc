@@ -7,7 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "common/grpc_status.h"
 #include "grpcpp/alarm.h"
-#include "server/coordinator/sync.h"
+#include "common/sync.h"
 
 namespace ps {
 namespace {
@@ -98,7 +98,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobStatus> {
       MutexLock lock(&mu_);
       alarm_pending_ = false;
       destroy = done_;
-      if (!done_) MaybeWriteLocked();
+      // The interval has passed: write without re-checking the time, so the alarm is
+      // never set again from inside its own callback.
+      if (!done_) MaybeWriteLocked(/*rate_limit=*/false);
     }
     if (destroy) Destroy();
   }
@@ -109,10 +111,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobStatus> {
     service->WatcherDone();
   }
 
-  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Writes the current status if it changed since the last write, no write is in
+  // flight, and (with `rate_limit`) the minimum interval passed; otherwise sets the
+  // alarm for when it passes.
+  void MaybeWriteLocked(bool rate_limit = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finished_ || writing_ || !dirty_ || alarm_pending_) return;
     const absl::Time now = absl::Now();
-    if (now < last_write_ + min_interval_) {
+    if (rate_limit && now < last_write_ + min_interval_) {
       alarm_pending_ = true;
       alarm_.Set(absl::ToChronoTime(last_write_ + min_interval_),
                  [this](bool) { OnAlarm(); });

@@ -5,7 +5,7 @@
 #include "absl/time/time.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "server/coordinator/coordinator.h"
-#include "server/coordinator/sync.h"
+#include "common/sync.h"
 
 namespace ps {
 

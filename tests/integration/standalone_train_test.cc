@@ -46,7 +46,8 @@ RunResult TrainOnce(const std::string& name) {
                                      "--job=" + Runfile("deploy/jobs/digits_softmax.textproto"),
                                      "--job_id=digits", "--rank=" + std::to_string(r),
                                      "--num_workers=2", "--shards=" + addresses,
-                                     "--device=cpu", "--data_root=" + Runfile("")};
+                                     "--device=cpu",
+                                     "--data_root=" + ps::testing::SourceRoot("tests/data/digits.csv.gz")};
     if (r == 1) {
       workers.push_back(ps::testing::Spawn(argv, dir + ".worker1.log"));
     } else {

@@ -1,11 +1,14 @@
 #include "tests/util/subprocess.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,6 +26,17 @@ std::string Runfile(const std::string& path) {
   const char* workspace = std::getenv("TEST_WORKSPACE");
   if (srcdir == nullptr) return path;
   return absl::StrCat(srcdir, "/", workspace == nullptr ? "ps" : workspace, "/", path);
+}
+
+std::string SourceRoot(const std::string& path) {
+  char real[PATH_MAX];
+  const std::string runfile = Runfile(path);
+  if (::realpath(runfile.c_str(), real) == nullptr) return Runfile("");
+  const std::string r = real;
+  if (r.size() <= path.size() || r.compare(r.size() - path.size(), path.size(), path) != 0) {
+    return Runfile("");
+  }
+  return r.substr(0, r.size() - path.size());
 }
 
 Daemon::~Daemon() {

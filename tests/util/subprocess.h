@@ -16,6 +16,10 @@ namespace ps::testing {
 // Path of a binary in the test's runfiles, e.g. Runfile("server/ps_server").
 std::string Runfile(const std::string& path);
 
+// The source folder a runfile's symlink points into, minus `path` itself: the real
+// workspace root, for daemons whose --data_root confines symlink targets.
+std::string SourceRoot(const std::string& path);
+
 // A child process whose stdout is read until it prints its address. Its stderr goes to
 // `log_path` (appended) when given, else to the test's stderr. The destructor sends
 // SIGKILL if it still runs. Not thread-safe.

@@ -1,5 +1,7 @@
 #include "worker/data/readers.h"
 
+#include "common/data_paths.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -445,16 +447,7 @@ absl::StatusOr<Dataset> ReadLibsvm(const std::string& path, const ReadOptions& o
 absl::StatusOr<std::string> ResolveDataPath(const std::string& path,
                                             const std::string& data_root,
                                             const std::string& field) {
-  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": empty path"));
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (part == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": \"", path, "\" has a \"..\" component"));
-    }
-  }
-  if (path.front() == '/' || data_root.empty()) return path;
-  if (data_root.back() == '/') return data_root + path;
-  return absl::StrCat(data_root, "/", path);
+  return ::ps::ResolveDataPath(data_root, path, field);
 }
 
 absl::StatusOr<TrainTest> LoadData(const DataSpec& spec, const std::string& data_root) {

@@ -58,9 +58,10 @@ struct TrainTest {
   Dataset test;  // Empty (num_examples 0, same shape) when the spec has no test set.
 };
 
-// Resolves a DataSpec path: relative paths are taken under `data_root`, absolute
-// ones as they are. INVALID_ARGUMENT (naming `field`) for an empty path or one with
-// a ".." component.
+// Resolves a DataSpec path inside `data_root` (one directory or a colon-separated
+// list; common/data_paths.h): relative paths under the first root holding them,
+// absolute ones only inside a root, symlinks followed. INVALID_ARGUMENT (naming
+// `field`) for an empty path, a ".." component, a missing file or one outside.
 absl::StatusOr<std::string> ResolveDataPath(const std::string& path,
                                             const std::string& data_root,
                                             const std::string& field);

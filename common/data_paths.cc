@@ -1,4 +1,4 @@
-#include "server/coordinator/data_paths.h"
+#include "common/data_paths.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -27,8 +27,19 @@ absl::StatusOr<std::string> RealPath(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::string_view path,
-                                            absl::string_view field) {
+std::vector<std::string> SplitDataRoots(const std::string& roots) {
+  std::vector<std::string> out;
+  for (absl::string_view r : absl::StrSplit(roots, ':')) {
+    if (!r.empty()) out.emplace_back(r);
+  }
+  if (out.empty()) out.emplace_back(".");
+  return out;
+}
+
+namespace {
+
+absl::StatusOr<std::string> ResolveInRoot(const std::string& root, absl::string_view path,
+                                          absl::string_view field) {
   if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": is empty"));
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     if (part == "..") {
@@ -66,6 +77,26 @@ absl::StatusOr<std::string> ResolveDataPath(const std::string& root, absl::strin
         absl::StrCat(field, ": \"", path, "\" is not a regular file"));
   }
   return std::move(real).value();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ResolveDataPath(const std::string& roots, absl::string_view path,
+                                            absl::string_view field) {
+  const std::vector<std::string> list = SplitDataRoots(roots);
+  absl::Status first = absl::OkStatus();
+  bool any_root = false;
+  for (const std::string& root : list) {
+    absl::StatusOr<std::string> r = ResolveInRoot(root, path, field);
+    if (r.ok()) return r;
+    if (!absl::IsFailedPrecondition(r.status())) any_root = true;
+    // Keep the most telling error: a path outside a root beats a missing root.
+    if (first.ok() || absl::IsFailedPrecondition(first)) first = r.status();
+  }
+  if (!any_root) return first;
+  if (list.size() == 1) return first;
+  return absl::InvalidArgumentError(absl::StrCat(first.message(), " (and not under any of --data_root ",
+                                                 roots, ")"));
 }
 
 absl::Status CheckDataFiles(const DataSpec& data, const std::string& root) {

@@ -1,4 +1,4 @@
-#include "server/coordinator/data_paths.h"
+#include "common/data_paths.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -54,6 +55,23 @@ TEST_F(DataPathsTest, RejectsEscapesAndMissingFiles) {
   ExpectRejected(base_ + "/secret.csv", "outside --data_root");
   ExpectRejected("nope.csv", "does not exist");
   ExpectRejected("sub", "not a regular file");
+}
+
+TEST_F(DataPathsTest, SeveralRootsAreSearchedInOrderAndEachConfines) {
+  const std::string other = base_ + "/other";
+  ::mkdir(other.c_str(), 0755);
+  std::ofstream(other + "/test.csv") << "1\n";
+  const std::string roots = root_ + ":" + other;
+  auto rel = ResolveDataPath(roots, "test.csv", "f");
+  ASSERT_TRUE(rel.ok()) << rel.status();
+  EXPECT_EQ(rel->substr(rel->size() - 15), "/other/test.csv");
+  EXPECT_TRUE(ResolveDataPath(roots, other + "/test.csv", "f").ok()) << "absolute in root 2";
+  EXPECT_TRUE(ResolveDataPath(roots, "sub/train.csv", "f").ok()) << "relative in root 1";
+  auto out = ResolveDataPath(roots, base_ + "/secret.csv", "spec.data.test_path");
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().message().rfind("spec.data.test_path: ", 0), 0u) << out.status();
+  EXPECT_EQ(SplitDataRoots("a::b:"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(SplitDataRoots(""), (std::vector<std::string>{"."}));
 }
 
 TEST_F(DataPathsTest, ChecksEveryPathOfTheSpec) {

@@ -4,10 +4,9 @@
 // Why not absl::Mutex: Debian's libabsl is not built with ThreadSanitizer, so TSAN
 // cannot see absl::Mutex's lock and unlock (they are atomics and futexes inside the
 // uninstrumented library) and reports a race on every field it guards. The standard
-// library's mutexes are pthread calls, which TSAN intercepts. Candidates for //common
-// once other packages need them.
-#ifndef PS_SERVER_COORDINATOR_SYNC_H_
-#define PS_SERVER_COORDINATOR_SYNC_H_
+// library's mutexes are pthread calls, which TSAN intercepts.
+#ifndef PS_COMMON_SYNC_H_
+#define PS_COMMON_SYNC_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -81,4 +80,4 @@ class CondVar {
 
 }  // namespace ps
 
-#endif  // PS_SERVER_COORDINATOR_SYNC_H_
+#endif  // PS_COMMON_SYNC_H_

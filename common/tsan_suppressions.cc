@@ -30,8 +30,12 @@ extern "C" const char* __tsan_default_suppressions() {
       "race:grpc::internal::ServerCallbackCall::ServerCallbackCall\n"
       "race:grpc::internal::ServerCallbackCall::Unref\n"
       "race:grpc::ServerWriteReactor<ps::JobStatus>::ServerWriteReactor\n"
+      "race:grpc::ServerUnaryReactor::ServerUnaryReactor\n"
+      "race:grpc::internal::CallbackUnaryHandler\n"
       "race:grpc::ByteBuffer::\n"
-      "race:grpc::internal::Call::\n";
+      "race:grpc::internal::Call::\n"
+      // gRPC's own threads (timer, executor) end on its schedule, invisibly to TSAN.
+      "thread:grpc_core::Thread::Thread\n";
 }
 
 // Memory accesses that interceptors (memcpy, memcmp, ...) make on behalf of the
