@@ -20,7 +20,9 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/convert.h"
+#include "common/metrics.h"
 #include "server/shard_core.h"
+#include "server/shard_metrics.h"
 #include "server/shard_service.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
@@ -101,6 +103,22 @@ int Run() {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  MetricsServer::Options metrics_options;
+  metrics_options.port = absl::GetFlag(FLAGS_metrics_port);
+  metrics_options.host = absl::GetFlag(FLAGS_host);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server = MetricsServer::Start(metrics_options);
+  if (!metrics_server.ok()) {
+    std::fprintf(stderr, "ps_server: --metrics_port: %s\n", metrics_server.status().ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<ShardMetrics>> metrics =
+      ShardMetrics::Create(metrics_server->get(), static_cast<uint32_t>(shard_id));
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "ps_server: metrics: %s\n", metrics.status().ToString().c_str());
+    return 1;
+  }
+  ShardMetrics* shard_metrics = metrics->get();
+
   ShardCore::Options options;
   options.shard_id = static_cast<uint32_t>(shard_id);
   options.memory_budget_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_budget_mb)) << 20;
@@ -110,7 +128,8 @@ int Run() {
   // Set once the coordinator link exists; checkpoints written before are reported by
   // none (the coordinator learns the catalog from later ones).
   std::atomic<MemberLink*> link{nullptr};
-  options.on_checkpoint = [shard_id, &link](const CheckpointInfo& info) {
+  options.on_checkpoint = [shard_id, &link, shard_metrics](const CheckpointInfo& info) {
+    shard_metrics->OnCheckpoint(info);
     PS_LOG(INFO) << "shard " << shard_id << " job " << info.job_id << ": checkpoint at clock "
                  << info.clock << ", " << info.bytes << " bytes, pause " << info.pause_us
                  << " us, write " << info.write_us << " us";
@@ -132,7 +151,7 @@ int Run() {
     return 1;
   }
 
-  ShardServiceImpl service(core->get());
+  ShardServiceImpl service(core->get(), shard_metrics->Observer());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -149,6 +168,12 @@ int Run() {
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "ps_server: cannot listen on %s\n", listen.c_str());
     return 1;
+  }
+  if ((*metrics_server)->port() > 0) {
+    std::printf("metrics on %s\n", HostPort{absl::GetFlag(FLAGS_host),
+                                            static_cast<uint16_t>((*metrics_server)->port())}
+                                       .ToString()
+                                       .c_str());
   }
   std::printf("listening on %s\n",
               HostPort{absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port)}.ToString().c_str());
@@ -177,8 +202,13 @@ int Run() {
     member_link->Start();
   }
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  // Refresh the gauges every second until a signal comes.
+  int sig = -1;
+  const timespec second{1, 0};
+  while (sig < 0) {
+    shard_metrics->Refresh(**core);
+    sig = sigtimedwait(&signals, nullptr, &second);
+  }
   PS_LOG(INFO) << "shard " << shard_id << ": signal " << sig << ", draining";
   server->GetHealthCheckService()->SetServingStatus(false);
   (*core)->CloseAll();  // Waiting pulls answer UNAVAILABLE; clients retry elsewhere.

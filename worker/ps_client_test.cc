@@ -563,14 +563,16 @@ TEST_F(GrpcPsClientTest, UnreachableShardIsUnavailable) {
 }  // namespace ps
 
 // ThreadSanitizer settings for this test, which runs Debian's gRPC, abseil and RocksDB
-// libraries. Those are not built with TSAN: it cannot see their
-// synchronisation (atomics, futexes, absl::Mutex inside the libraries) and reports
-// races between pieces of their header-inline code that the libraries order
-// correctly. Only the TSAN runtime reads these functions; other builds ignore them.
+// libraries. Those are not built with TSAN: it cannot see their synchronisation
+// (atomics, futexes, absl::Mutex inside the libraries) and reports races between pieces
+// of their header-inline code that the libraries order correctly. Only the TSAN runtime reads these functions; other builds ignore them.
 //
 // TSAN drops a report when any frame of either stack matches a pattern, so a race in
-// the client is hidden only when such a frame is on its stack. The client itself
-// synchronises with the standard library (pthread), which TSAN sees.
+// the client or the shard is hidden only when such a frame is on its stack; both
+// synchronise with common/sync.h (pthread), which TSAN sees. The definitions live in
+// this file, not in a linked library: the test's libraries are shared objects loaded
+// after libtsan, whose weak defaults would win (//common:tsan_suppressions has no
+// effect in a fastbuild cc_test for that reason).
 #if defined(__SANITIZE_THREAD__)
 extern "C" const char* __tsan_default_suppressions() {
   return

@@ -189,6 +189,38 @@ TEST(ShardRestartTest, StateAfterSigkillEqualsTheCheckpointExactly) {
   shard.Kill(SIGTERM);
 }
 
+TEST(ShardMetricsTest, MetricsEndpointCountsCallsAndCheckpoints) {
+  const std::string dir = TempDir("metrics");
+  Daemon d;
+  ASSERT_TRUE(d.Start({Runfile("server/ps_server"), "--port=0", "--metrics_port=0",
+                       "--data_dir=" + dir},
+                      dir + ".log")
+                  .ok());
+  ASSERT_FALSE(d.metrics_address().empty());
+  auto stub = ShardService::NewStub(
+      grpc::CreateChannel(d.address(), grpc::InsecureChannelCredentials()));
+  SetUpJob(stub.get(), 1000);
+  Step(stub.get(), 0, 1000);
+  ASSERT_TRUE(Checkpoint(stub.get()).ok());
+  PushRequest bad;  // An unknown job: NOT_FOUND, counted as such.
+  bad.set_job_id("nope");
+  PushResponse resp;
+  grpc::ClientContext ctx;
+  EXPECT_FALSE(stub->Push(&ctx, bad, &resp).ok());
+  absl::StatusOr<std::string> text = ps::testing::HttpGet(d.metrics_address(), "/metrics");
+  ASSERT_TRUE(text.ok()) << text.status();
+  for (const char* line : {
+           "ps_shard_requests_total{shard=\"0\",code=\"OK\",method=\"Push\"} 1",
+           "ps_shard_requests_total{shard=\"0\",code=\"NOT_FOUND\",method=\"Push\"} 1",
+           "ps_shard_requests_total{shard=\"0\",code=\"OK\",method=\"Pull\"} 1",
+           "ps_shard_checkpoint_write_seconds_count{shard=\"0\"} 1",
+           "ps_shard_checkpoint_clock{shard=\"0\",job=\"job-1\"} 1",
+       }) {
+    EXPECT_NE(text->find(line), std::string::npos) << line << "\n" << *text;
+  }
+  d.Kill(SIGTERM);
+}
+
 TEST(ShardRestartTest, SigkillDuringACheckpointWriteLeavesTheLastOneLoadable) {
   // Big enough that the write takes a while: 8M floats with two Adam slots, ~100 MB.
   const uint64_t big = 8u << 20;

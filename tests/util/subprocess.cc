@@ -1,10 +1,13 @@
 #include "tests/util/subprocess.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,12 +78,43 @@ absl::Status Daemon::Start(const std::vector<std::string>& argv, const std::stri
     const size_t eol = at == std::string::npos ? at : buffer.find('\n', at);
     if (eol != std::string::npos) {
       address_ = buffer.substr(at + 13, eol - at - 13);
+      const size_t m = buffer.find("metrics on ");
+      if (m != std::string::npos && m < at) {
+        metrics_address_ = buffer.substr(m + 11, buffer.find('\n', m) - m - 11);
+      }
       return absl::OkStatus();
     }
   }
   const int status = Kill(SIGKILL);
   return absl::UnavailableError(absl::StrCat(argv[0], " did not report its address (wait status ",
                                              status, ", output: ", buffer, ")"));
+}
+
+absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return absl::InvalidArgumentError("address: no port");
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::atoi(address.c_str() + colon + 1)));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    close(fd);
+    return absl::UnavailableError("cannot connect to " + address);
+  }
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: " + address + "\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    close(fd);
+    return absl::UnavailableError("short write");
+  }
+  std::string resp;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) resp.append(buf, static_cast<size_t>(n));
+  close(fd);
+  const size_t body = resp.find("\r\n\r\n");
+  if (body == std::string::npos) return absl::DataLossError("no HTTP body");
+  return resp.substr(body + 4);
 }
 
 int Daemon::Kill(int sig) {

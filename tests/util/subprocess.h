@@ -34,6 +34,8 @@ class Daemon {
   absl::Status Start(const std::vector<std::string>& argv, const std::string& log_path = "",
                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
   const std::string& address() const { return address_; }
+  // The "metrics on HOST:PORT" address, when the daemon printed one before listening.
+  const std::string& metrics_address() const { return metrics_address_; }
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
 
@@ -44,7 +46,11 @@ class Daemon {
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   std::string address_;
+  std::string metrics_address_;
 };
+
+// GET http://`address``path` on loopback; returns the body, or an error.
+absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
 
 // Runs `argv` to completion with stdout captured (stderr appended to `log_path` when
 // given). Returns the wait status; `*out` gets stdout.
