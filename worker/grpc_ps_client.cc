@@ -538,7 +538,7 @@ absl::Status GrpcPsClient::PullPlanned(const std::string& job_id, uint32_t rank,
       PlanCall(
           job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
           [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
-          options_.chunk_bytes, Plan::Kind::kPull));
+          options_.chunk_bytes, no_wait ? Plan::Kind::kRead : Plan::Kind::kPull));
   Batch batch(this);
   std::vector<PullCall*> calls;
   calls.reserve(plan.num_requests());

@@ -199,7 +199,9 @@ std::vector<SliceArgs> SliceArgsOf(const PlanPart& part, absl::Span<const DenseR
 absl::Status LocalPsClient::PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
                                         bool no_wait, absl::Span<const DenseRef> dense,
                                         absl::Span<const SparseRef> sparse, uint64_t* min_clock) {
-  PS_ASSIGN_OR_RETURN(Plan plan, PlanCall(job_id, dense, sparse, Plan::Kind::kPull));
+  PS_ASSIGN_OR_RETURN(
+      Plan plan,
+      PlanCall(job_id, dense, sparse, no_wait ? Plan::Kind::kRead : Plan::Kind::kPull));
   const absl::Time deadline = absl::Now() + options_.rpc_timeout;
   uint64_t lowest = std::numeric_limits<uint64_t>::max();
   bool any = false;

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/partition.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "worker/grpc_ps_client.h"
@@ -528,6 +529,43 @@ TEST_F(GrpcPsClientTest, LostAndFailedCallsAreRetriedAndPushesDeduplicated) {
   std::vector<DenseRef> read = {{"w", 0, n, got.data()}};
   ASSERT_TRUE(client->Pull("retry", 0, 1, read, {}).ok());
   for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -w[i]) << i;
+}
+
+// A SYNC pull waits on every shard, also one it reads nothing from: otherwise the push
+// of the next clock can reach that shard before it applied the previous clock (a rank's
+// part to it still in flight) and be refused as out of order.
+TEST_F(GrpcPsClientTest, SyncPullWaitsOnShardsItReadsNothingFrom) {
+  // "b" fits in one block: one shard holds it, the other only gets empty parts.
+  auto part = DensePartition::Create("b", 10, 2);
+  ASSERT_TRUE(part.ok());
+  const int holder = part->RangeOf(0).count > 0 ? 0 : 1;
+  const int other = 1 - holder;
+  std::unique_ptr<GrpcPsClient> rank0 = Connect();
+  GrpcPsClient::Options slow;
+  slow.initial_backoff = absl::Milliseconds(300);
+  auto rank1 = GrpcPsClient::Connect(cluster_->addresses(), slow);
+  ASSERT_TRUE(rank1.ok());
+  const std::vector<TableSpec> tables = {Dense("b", 10, 1.0f)};
+  ASSERT_TRUE(rank0->SetupJob(JobConfig("gate", SYNC, 2), tables).ok());
+  std::vector<float> b0(10, 1.0f), b1(10, 1.0f);
+  std::vector<DenseRef> d0 = {{"b", 0, 10, b0.data()}};
+  std::vector<DenseRef> d1 = {{"b", 0, 10, b1.data()}};
+  ASSERT_TRUE(rank0->Pull("gate", 0, 0, d0, {}).ok());
+  ASSERT_TRUE((*rank1)->Pull("gate", 1, 0, d1, {}).ok());
+  ASSERT_TRUE(rank0->Push("gate", 0, 0, d0, {}).ok());
+  // Rank 1's (empty) part to the other shard is refused once and retried 300 ms later;
+  // its part to the holder arrives at once and completes clock 0 there.
+  cluster_->service(other)->FailPushes(1, /*rank=*/1);
+  absl::Status pushed1;
+  std::thread t([&] { pushed1 = (*rank1)->Push("gate", 1, 0, d1, {}); });
+  absl::Status pulled = rank0->Pull("gate", 0, 1, d0, {});
+  absl::Status pushed0 = rank0->Push("gate", 0, 1, d0, {});
+  t.join();
+  EXPECT_TRUE(pulled.ok()) << pulled;
+  EXPECT_TRUE(pushed0.ok()) << pushed0;
+  EXPECT_TRUE(pushed1.ok()) << pushed1;
+  EXPECT_EQ(cluster_->service(other)->injected(), 1);
+  EXPECT_EQ(cluster_->service(holder)->injected(), 0);
 }
 
 TEST_F(GrpcPsClientTest, GivesUpAfterMaxAttemptsNamingTheShard) {

@@ -64,7 +64,8 @@ grpc::ServerUnaryReactor* FlakyShardService::Pull(grpc::CallbackServerContext* c
 
 grpc::ServerUnaryReactor* FlakyShardService::Push(grpc::CallbackServerContext* ctx,
                                                   const PushRequest* req, PushResponse* resp) {
-  if (Take(&fail_pushes_)) {
+  const int only = fail_pushes_rank_.load();
+  if ((only < 0 || static_cast<uint32_t>(only) == req->rank()) && Take(&fail_pushes_)) {
     ++injected_;
     return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: push failed"));
   }

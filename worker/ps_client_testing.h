@@ -22,8 +22,12 @@ class FlakyShardService final : public ShardService::CallbackService {
  public:
   FlakyShardService(ShardCore* core);  // Not owned.
 
-  // The next `n` pushes answer UNAVAILABLE without being applied.
-  void FailPushes(int n) { fail_pushes_.store(n); }
+  // The next `n` pushes (of worker `rank` only, when rank >= 0) answer UNAVAILABLE
+  // without being applied.
+  void FailPushes(int n, int rank = -1) {
+    fail_pushes_rank_.store(rank);
+    fail_pushes_.store(n);
+  }
   // The next `n` pushes are applied (or buffered), then answer UNAVAILABLE, as when the
   // response is lost on the way back.
   void LosePushResponses(int n) { lose_push_responses_.store(n); }
@@ -65,6 +69,7 @@ class FlakyShardService final : public ShardService::CallbackService {
   ShardCore* const core_;  // Not owned.
   ShardServiceImpl inner_;
   std::atomic<int> fail_pushes_{0};
+  std::atomic<int> fail_pushes_rank_{-1};
   std::atomic<int> lose_push_responses_{0};
   std::atomic<int> fail_pulls_{0};
   std::atomic<int> injected_{0};

@@ -104,15 +104,23 @@ struct PlanPart {
 // while they are alive.
 class Plan {
  public:
-  enum class Kind { kPull, kPush };
+  enum class Kind {
+    // Every shard gets at least one part, an empty one (no slices) when it holds none
+    // of the data: a SYNC shard counts a rank's clock only when its parts arrive.
+    kPush,
+    // Every shard gets at least one part as well: a pull of clock c waits until every
+    // shard applied c - 1 (SYNC), including shards it reads nothing from, so that the
+    // push of clock c that follows never reaches a shard still behind.
+    kPull,
+    // Only shards holding some of the data get parts (no-wait reads).
+    kRead,
+  };
 
   // Validates the refs against `route` and plans them. Errors name the argument:
   // NOT_FOUND "dense[i].table: ..." for an unknown table, OUT_OF_RANGE
   // "dense[i].begin: ..." for a range leaving the table, INVALID_ARGUMENT for a wrong
-  // kind, dim or null buffer. A push gives every shard at least one (maybe empty) part;
-  // a pull gives parts only to shards holding some of the data. `chunk_bytes` counts 4
-  // bytes per value and 8 per key; it is raised when a shard would get more than
-  // kMaxPushParts parts.
+  // kind, dim or null buffer. `chunk_bytes` counts 4 bytes per value and 8 per key; it
+  // is raised when a shard would get more than kMaxPushParts parts.
   static absl::StatusOr<Plan> Build(const JobRoute& route, absl::Span<const DenseRef> dense,
                                     absl::Span<const SparseRef> sparse, uint64_t chunk_bytes,
                                     Kind kind);

@@ -241,7 +241,7 @@ TEST(PlanTest, TinyChunksCutDenseByElementsAndSparseByKeys) {
   EXPECT_GE(plan->num_requests(), 40u);
 }
 
-TEST(PlanTest, PushGivesEveryShardAPartPullOnlyShardsWithData) {
+TEST(PlanTest, PushAndPullReachEveryShardReadOnlyShardsWithData) {
   // One block: a single shard holds the whole table.
   auto route = Route(3, {Dense("b", 10)});
   std::vector<float> b(10);
@@ -250,15 +250,21 @@ TEST(PlanTest, PushGivesEveryShardAPartPullOnlyShardsWithData) {
   ASSERT_TRUE(push.ok());
   absl::StatusOr<Plan> pull = Plan::Build(*route, dense, {}, 4096, Plan::Kind::kPull);
   ASSERT_TRUE(pull.ok());
+  absl::StatusOr<Plan> read = Plan::Build(*route, dense, {}, 4096, Plan::Kind::kRead);
+  ASSERT_TRUE(read.ok());
   int with_data = 0;
   for (uint32_t s = 0; s < 3; ++s) {
     ASSERT_EQ(push->parts()[s].size(), 1u) << s;
+    ASSERT_EQ(pull->parts()[s].size(), 1u) << s;
     if (push->parts()[s][0].slices.empty()) {
       EXPECT_EQ(push->parts()[s][0].floats, 0u);
-      EXPECT_TRUE(pull->parts()[s].empty());
+      EXPECT_TRUE(pull->parts()[s][0].slices.empty());
+      EXPECT_TRUE(read->parts()[s].empty());
+      // An empty part scatters nothing and accepts only an empty answer.
+      EXPECT_TRUE(ScatterValues(pull->parts()[s][0], "", dense, {}).ok());
     } else {
       ++with_data;
-      EXPECT_EQ(pull->parts()[s].size(), 1u);
+      EXPECT_EQ(read->parts()[s].size(), 1u);
     }
   }
   EXPECT_EQ(with_data, 1);

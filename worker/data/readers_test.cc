@@ -195,7 +195,7 @@ TEST(CsvTest, LabelColumnOutOfRange) {
 }
 
 TEST(CsvTest, Digits) {
-  auto d = ReadCsv("worker/data/testdata/digits.csv.gz", Opts(64, 10), -1, false);
+  auto d = ReadCsv("tests/data/digits.csv.gz", Opts(64, 10), -1, false);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->num_examples, 1797);
   EXPECT_EQ(d->dense.size(), 1797u * 64u);
@@ -375,7 +375,7 @@ TEST(LoadDataTest, TestEverySplitsTheTrainingFile) {
   // Runfiles are symlinks into the source tree, and data roots confine symlink
   // targets: the root is the folder of the real file.
   char real[PATH_MAX];
-  ASSERT_NE(::realpath("worker/data/testdata/digits.csv.gz", real), nullptr);
+  ASSERT_NE(::realpath("tests/data/digits.csv.gz", real), nullptr);
   const std::string real_path = real;
   spec.set_train_path("digits.csv.gz");
   spec.set_num_features(64);
@@ -386,7 +386,7 @@ TEST(LoadDataTest, TestEverySplitsTheTrainingFile) {
   ASSERT_TRUE(tt.ok()) << tt.status();
   EXPECT_EQ(tt->train.num_examples, 1438);
   EXPECT_EQ(tt->test.num_examples, 359);
-  auto all = ReadCsv("worker/data/testdata/digits.csv.gz", Opts(64, 10), -1, false);
+  auto all = ReadCsv("tests/data/digits.csv.gz", Opts(64, 10), -1, false);
   ASSERT_TRUE(all.ok());
   // Test example j is file example 5j + 4; train example t skips every fifth.
   for (int64_t j = 0; j < tt->test.num_examples; ++j) {

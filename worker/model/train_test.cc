@@ -1,6 +1,9 @@
 // Local training, no parameter server: the trainer's loop in miniature (shard, gather
 // a batch, compute gradients, apply plain SGD on the host).
+#include <stdlib.h>
+
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -10,6 +13,11 @@
 #include "worker/data/dataset.h"
 #include "worker/data/readers.h"
 #include "worker/data/shard.h"
+#include <stdlib.h>
+
+#include <climits>
+#include <string>
+
 #include "worker/model/model.h"
 
 namespace ps::model {
@@ -52,13 +60,18 @@ EvalResult Train(const ModelConfig& config, const data::Dataset& all,
 TEST(TrainTest, SoftmaxLearnsDigits) {
   DataSpec spec;
   spec.set_format(CSV);
-  spec.set_train_path("worker/data/testdata/digits.csv.gz");
+  // Runfiles are symlinks, and data roots confine symlink targets: the root is the
+  // folder of the real file.
+  char real[PATH_MAX];
+  ASSERT_NE(::realpath("tests/data/digits.csv.gz", real), nullptr);
+  const std::string real_path = real;
+  spec.set_train_path("digits.csv.gz");
   spec.set_num_features(64);
   spec.set_num_classes(10);
   spec.set_label_column(-1);
   spec.set_test_every(5);  // Test rows: index % 5 == 4 (359 of 1797).
   spec.set_feature_scale(1.0f / 16);
-  auto data = data::LoadData(spec, "");
+  auto data = data::LoadData(spec, real_path.substr(0, real_path.rfind('/')));
   ASSERT_TRUE(data.ok()) << data.status();
   ASSERT_EQ(data->test.num_examples, 359);
   ModelConfig config;
