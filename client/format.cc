@@ -146,7 +146,7 @@ std::string JobStatusText(const JobStatus& s, int64_t now_ms) {
   absl::StrAppend(&out, "state        ", JobState_Name(s.state()), "\n");
   if (!s.reason().empty()) absl::StrAppend(&out, "reason       ", s.reason(), "\n");
   absl::StrAppend(&out, "workers      ", s.spec().num_workers(), "\n");
-  absl::StrAppend(&out, "progress     epoch ", s.epoch(), "/", s.spec().epochs(), ", clock ",
+  absl::StrAppend(&out, "progress     epoch ", s.epoch() + 1, "/", s.spec().epochs(), ", clock ",
                   ClockText(s), "\n");
   absl::StrAppend(&out, absl::StrFormat("loss         %.4f\n", s.loss()));
   absl::StrAppend(&out, absl::StrFormat("samples/s    %.0f\n", s.samples_per_s()));
@@ -242,7 +242,7 @@ std::string ProgressMeter::Line(const JobStatus& s) const {
     eta = FormatDuration(static_cast<int64_t>(left / per_ms));
   }
   return absl::StrFormat("%s %3.0f%% %-10s epoch %d/%d  clock %s  loss %.4f  acc %s  %.0f samples/s  ETA %s",
-                         bar, 100 * frac, JobState_Name(s.state()), s.epoch(), s.spec().epochs(),
+                         bar, 100 * frac, JobState_Name(s.state()), s.epoch() + 1, s.spec().epochs(),
                          ClockText(s), s.loss(), AccuracyText(s), s.samples_per_s(), eta);
 }
 

@@ -225,7 +225,7 @@ absl::StatusOr<Plan> Plan::Build(const JobRoute& route, absl::Span<const DenseRe
     size_t most = 0;
     for (PartBuilder& b : builders) {
       plan.parts_.push_back(b.Take());
-      if (kind == Kind::kPush && plan.parts_.back().empty()) plan.parts_.back().emplace_back();
+      if (kind != Kind::kRead && plan.parts_.back().empty()) plan.parts_.back().emplace_back();
       most = std::max(most, plan.parts_.back().size());
     }
     if (most <= kMaxPushParts) break;
