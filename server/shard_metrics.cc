@@ -9,16 +9,6 @@
 #include "prometheus/histogram.h"
 
 namespace ps {
-namespace {
-
-const char* const kCodes[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-                              "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                              "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                              "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-                              "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<ShardMetrics>> ShardMetrics::Create(MetricsServer* server,
                                                                    uint32_t shard_id) {
   std::unique_ptr<ShardMetrics> m(new ShardMetrics());
@@ -77,8 +67,9 @@ CallObserver ShardMetrics::Observer() {
     m->seconds->Observe(seconds);
     m->bytes_in->Increment(static_cast<double>(bytes_in));
     m->bytes_out->Increment(static_cast<double>(bytes_out));
-    const char* code_name = code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN";
-    calls_->Add({{"method", method}, {"code", code_name}}).Increment();
+    calls_->Add({{"method", method},
+                 {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}})
+        .Increment();
   };
 }
 
