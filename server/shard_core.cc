@@ -81,6 +81,7 @@ absl::Status ShardCore::LoadAll() {
                  << ": loaded checkpoint at clock " << clocks.back();
     MutexLock lock(&mu_);
     jobs_[id] = std::move(job);
+    last_checkpoint_[id] = clocks.back();
   }
   return absl::OkStatus();
 }
@@ -179,6 +180,12 @@ absl::Status ShardCore::Restore(const std::string& job_id, uint64_t clock) {
   return RestoreFromStore(job.get(), clock);
 }
 
+uint64_t ShardCore::LastCheckpointClock(const std::string& job_id) const {
+  MutexLock lock(&mu_);
+  auto it = last_checkpoint_.find(job_id);
+  return it == last_checkpoint_.end() ? 0 : it->second;
+}
+
 absl::StatusOr<std::vector<uint64_t>> ShardCore::ListCheckpoints(const std::string& job_id) {
   return store_->List(job_id);
 }
@@ -216,6 +223,11 @@ void ShardCore::WriterLoop() {
     if (bytes.ok()) {
       info.bytes = *bytes;
       result = info;
+      {
+        MutexLock lock(&mu_);
+        uint64_t& last = last_checkpoint_[info.job_id];
+        last = std::max(last, info.clock);
+      }
       if (options_.on_checkpoint) options_.on_checkpoint(info);
     } else {
       PS_LOG(ERROR) << "shard " << options_.shard_id << " job " << info.job_id

@@ -75,6 +75,9 @@ class ShardCore {
   // checkpoint resets the job to its initial state.
   absl::Status Restore(const std::string& job_id, uint64_t clock);
   absl::StatusOr<std::vector<uint64_t>> ListCheckpoints(const std::string& job_id);
+  // Clock of the job's latest durable checkpoint written or loaded by this process; 0
+  // when none.
+  uint64_t LastCheckpointClock(const std::string& job_id) const;
 
   // Snapshots ASYNC jobs whose timer is due (called by the timer thread; public for tests).
   void CheckpointDueAsyncJobs();
@@ -106,6 +109,7 @@ class ShardCore {
   mutable Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<ShardJob>> jobs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> last_async_snapshot_ms_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint64_t> last_checkpoint_ ABSL_GUARDED_BY(mu_);
 
   Mutex queue_mu_;
   CondVar queue_cv_;  // Signalled on every change of the queue, writing_ or stopping_.

@@ -61,6 +61,7 @@ TEST(ShardCoreTest, SyncJobsCheckpointAtClockMultiplesAndReloadOnRestart) {
   for (uint64_t c = 0; c < 5; ++c) PushOnce(core.get(), c);
   core->Drain();
   EXPECT_EQ(*core->ListCheckpoints("j"), (std::vector<uint64_t>{2, 4}));
+  EXPECT_EQ(core->LastCheckpointClock("j"), 4u);
   const uint64_t at5 = (*core->FindJob("j"))->Counters(true).digest;
   core.reset();
   // A restart loads the latest checkpoint (clock 4), not the state at 5.
@@ -68,6 +69,7 @@ TEST(ShardCoreTest, SyncJobsCheckpointAtClockMultiplesAndReloadOnRestart) {
   auto job = core->FindJob("j");
   ASSERT_TRUE(job.ok());
   EXPECT_EQ((*job)->clock(), 4u);
+  EXPECT_EQ(core->LastCheckpointClock("j"), 4u);
   EXPECT_NE((*job)->Counters(true).digest, at5);
 }
 

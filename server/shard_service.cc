@@ -245,9 +245,14 @@ grpc::ServerUnaryReactor* ShardServiceImpl::ListTables(grpc::CallbackServerConte
   absl::Status status = [&]() -> absl::Status {
     absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req->job_id());
     if (!job.ok()) return job.status();
-    resp->mutable_config()->ParseFromString((*job)->config().config_blob);
+    if (!resp->mutable_config()->ParseFromString((*job)->config().config_blob)) {
+      return absl::InternalError("config: the stored job config does not parse");
+    }
     for (const ShardJob::TableInfo& t : (*job)->ListTables()) {
-      resp->add_tables()->ParseFromString(t.config.spec_blob);
+      if (!resp->add_tables()->ParseFromString(t.config.spec_blob)) {
+        return absl::InternalError(absl::StrCat("table '", t.config.name,
+                                                "': the stored spec does not parse"));
+      }
       resp->add_local_begin(t.local_begin);
       resp->add_local_count(t.local_count);
     }
@@ -284,6 +289,7 @@ grpc::ServerUnaryReactor* ShardServiceImpl::GetStats(grpc::CallbackServerContext
       s->set_sparse_rows(c.sparse_rows);
       s->set_memory_bytes(c.memory_bytes);
       s->set_state_digest(c.digest);
+      s->set_last_checkpoint_clock(core_->LastCheckpointClock(job->config().job_id));
     }
     return absl::OkStatus();
   }();

@@ -257,6 +257,12 @@ TEST_F(ShardServiceTest, CheckpointRestoreAndListTables) {
   ASSERT_TRUE(stub_->Checkpoint(&cctx, cr, &ck).ok());
   EXPECT_EQ(ck.clock(), 1u);
   EXPECT_GT(ck.bytes(), 24u);
+  GetStatsRequest sr;
+  sr.set_job_id("j1");
+  GetStatsResponse stats;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(stub_->GetStats(&sctx, sr, &stats).ok());
+  EXPECT_EQ(stats.jobs(0).last_checkpoint_clock(), 1u);
   PullResponse at1;
   ASSERT_TRUE(Pull(DensePull(0, 1), &at1).ok());
   ASSERT_TRUE(Push(DensePush(0, 1, 5.0f)).ok());
