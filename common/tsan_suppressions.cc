@@ -1,3 +1,6 @@
+// Link this target into a binary with linkstatic = True: in a binary whose libraries
+// are shared objects, libtsan's weak defaults win over these definitions.
+//
 // ThreadSanitizer settings for binaries that use Debian's gRPC and abseil, which are
 // not built with TSAN: it cannot see their synchronisation (atomics, futexes,
 // absl::Mutex inside the libraries) and reports races between pieces of gRPC's own
@@ -14,7 +17,7 @@ extern "C" const char* __tsan_default_suppressions() {
       // absl::Mutex deadlock detection, guarded by absl's internal SpinLock.
       "race:synchronization_internal::GraphCycles\n"
       // gRPC hands its epoll fd to the poller thread through atomics.
-      "race:grpc_event_engine::posix_engine::Epoll1Poller\n"
+      "race:grpc_event_engine::posix_engine::\n"
       // gRPC's call machinery (grpcpp/impl, grpcpp/support), inline in our code.
       "race:grpc::internal::InterceptorBatchMethodsImpl\n"
       "race:grpc::internal::CallOpSet\n"
@@ -26,6 +29,7 @@ extern "C" const char* __tsan_default_suppressions() {
       "race:grpc::internal::CallOpClientSendClose\n"
       "race:grpc::internal::CallOpClientRecvStatus\n"
       "race:grpc::internal::CallbackWithSuccessTag\n"
+      "race:grpc::internal::CallbackWithStatusTag\n"
       "race:grpc::internal::CatchingCallback\n"
       "race:grpc::internal::ServerCallbackCall::ServerCallbackCall\n"
       "race:grpc::internal::ServerCallbackCall::Unref\n"
@@ -34,6 +38,15 @@ extern "C" const char* __tsan_default_suppressions() {
       "race:grpc::internal::CallbackUnaryHandler\n"
       "race:grpc::ByteBuffer::\n"
       "race:grpc::internal::Call::\n"
+      "race:grpc::internal::ServerCallbackCall::\n"
+      "race:grpc::ServerUnaryReactor\n"
+      "race:grpc::ServerContextBase::\n"
+      // Frames inside the uninstrumented libraries themselves.
+      "race:libgrpc.so\n"
+      "race:libgrpc++.so\n"
+      "race:libgpr.so\n"
+      // RocksDB (the shards' checkpoint store) orders its threads with atomics.
+      "race:librocksdb.so\n"
       // gRPC's own threads (timer, executor) end on its schedule, invisibly to TSAN.
       "thread:grpc_core::Thread::Thread\n";
 }
