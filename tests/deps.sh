@@ -22,6 +22,10 @@ PACKAGES=(
   libopenblas-dev
   zlib1g-dev
   dataset-fashion-mnist
+  clang
+  libclang-rt-14-dev
+  openssl
+  python3-yaml
   procps
   psmisc
 )
