@@ -74,6 +74,10 @@ absl::Status CheckData(const DataSpec& data, absl::string_view f) {
   if (!std::isfinite(data.feature_scale()) || data.feature_scale() < 0) {
     return Bad(Path(f, "feature_scale"), "must be finite and >= 0");
   }
+  if (!DataSpec::Sharding_IsValid(data.sharding())) {
+    return Bad(Path(f, "sharding"),
+               absl::StrCat("must be STRIDED or GLOBAL_BATCH, got ", data.sharding()));
+  }
   return absl::OkStatus();
 }
 

@@ -60,6 +60,8 @@ TEST(JobSpecTest, EachErrorNamesItsField) {
       {"spec.data.num_features", [](JobSpec* s) { s->mutable_data()->set_num_features(0); }},
       {"spec.data.num_classes", [](JobSpec* s) { s->mutable_data()->set_num_classes(1); }},
       {"spec.data.test_every", [](JobSpec* s) { s->mutable_data()->set_test_every(1); }},
+      {"spec.data.sharding",
+       [](JobSpec* s) { s->mutable_data()->set_sharding(static_cast<DataSpec::Sharding>(7)); }},
       {"spec.optimizer", [](JobSpec* s) { s->mutable_optimizer()->clear_kind(); }},
       {"spec.optimizer.learning_rate",
        [](JobSpec* s) { s->mutable_optimizer()->set_learning_rate(-0.1f); }},
@@ -88,6 +90,12 @@ TEST(JobSpecTest, EachErrorNamesItsField) {
               std::string(c.field) + ":")
         << s.message();
   }
+}
+
+TEST(JobSpecTest, GlobalBatchShardingIsValid) {
+  JobSpec spec = ValidSpec();
+  spec.mutable_data()->set_sharding(DataSpec::GLOBAL_BATCH);
+  EXPECT_TRUE(ValidateJobSpec(spec).ok());
 }
 
 TEST(JobSpecTest, BoundedTakesAStaleness) {

@@ -129,6 +129,77 @@ TEST(DataShardTest, BatchesSliceTheEpochOrder) {
   EXPECT_TRUE(s->BatchRows(2, -1).empty());
 }
 
+TEST(DataShardTest, GlobalBatchRanksSliceTheOneWorkerGlobalBatch) {
+  // 3 workers x batch 7 see, step by step, what 1 worker x batch 21 sees.
+  const int64_t n = 1003;
+  auto single = DataShard::Create(n, 0, 1, 21, 42, Sharding::kGlobalBatch);
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_EQ(single->steps_per_epoch(), 47);  // floor(1003 / 21).
+  std::vector<DataShard> ranks;
+  for (uint32_t r = 0; r < 3; ++r) {
+    auto s = DataShard::Create(n, r, 3, 7, 42, Sharding::kGlobalBatch);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(s->steps_per_epoch(), 47);
+    EXPECT_EQ(s->shard_size(), 47 * 7);
+    ranks.push_back(*s);
+  }
+  std::set<int64_t> left_out_before;
+  for (uint64_t epoch = 0; epoch < 3; ++epoch) {
+    const std::vector<int64_t> want = single->EpochOrder(epoch);
+    ASSERT_EQ(want.size(), 47u * 21);
+    std::vector<std::vector<int64_t>> orders;
+    for (const DataShard& s : ranks) orders.push_back(s.EpochOrder(epoch));
+    std::vector<int> seen(n);
+    for (int64_t step = 0; step < 47; ++step) {
+      std::vector<int64_t> global;
+      for (uint32_t r = 0; r < 3; ++r) {
+        const std::vector<int64_t> rows = ranks[r].BatchRows(epoch, step);
+        ASSERT_EQ(rows.size(), 7u);
+        // The trainer slices EpochOrder() the same way.
+        EXPECT_TRUE(std::equal(rows.begin(), rows.end(), orders[r].begin() + step * 7));
+        global.insert(global.end(), rows.begin(), rows.end());
+      }
+      EXPECT_EQ(global, std::vector<int64_t>(want.begin() + step * 21,
+                                             want.begin() + (step + 1) * 21))
+          << "epoch " << epoch << " step " << step;
+      for (int64_t i : global) ++seen[static_cast<size_t>(i)];
+    }
+    // Each example at most once per epoch; n mod 21 = 16 left out, a new set each epoch.
+    std::set<int64_t> left_out;
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_LE(seen[static_cast<size_t>(i)], 1) << i;
+      if (seen[static_cast<size_t>(i)] == 0) left_out.insert(i);
+    }
+    EXPECT_EQ(left_out.size(), 16u);
+    EXPECT_NE(left_out, left_out_before);
+    left_out_before = left_out;
+  }
+}
+
+TEST(DataShardTest, OneWorkerIsTheSameUnderBothShardings) {
+  auto strided = DataShard::Create(103, 0, 1, 10, 5);
+  auto global = DataShard::Create(103, 0, 1, 10, 5, Sharding::kGlobalBatch);
+  ASSERT_TRUE(strided.ok() && global.ok());
+  EXPECT_EQ(strided->steps_per_epoch(), global->steps_per_epoch());
+  for (uint64_t epoch = 0; epoch < 3; ++epoch) {
+    const std::vector<int64_t> s = strided->EpochOrder(epoch);
+    const std::vector<int64_t> g = global->EpochOrder(epoch);
+    ASSERT_EQ(g.size(), 100u);
+    EXPECT_TRUE(std::equal(g.begin(), g.end(), s.begin())) << epoch;
+  }
+}
+
+TEST(DataShardTest, GlobalBatchNeedsOneFullGlobalBatch) {
+  // 101 examples: 2 x 50 fits, 2 x 51 does not; 4 x 25 fits though a strided rank
+  // would hold 25 examples.
+  EXPECT_EQ(DataShard::Create(101, 1, 2, 51, 0, Sharding::kGlobalBatch).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto s = DataShard::Create(101, 1, 2, 50, 0, Sharding::kGlobalBatch);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->steps_per_epoch(), 1);
+  EXPECT_TRUE(DataShard::Create(101, 3, 4, 25, 0, Sharding::kGlobalBatch).ok());
+}
+
 TEST(DataShardTest, RejectsImpossibleShapes) {
   EXPECT_EQ(DataShard::Create(100, 0, 0, 1, 0).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -392,6 +392,73 @@ TEST(ModelTest, EvaluateCountsAccuracyAgainstAHostReference) {
   EXPECT_EQ(r.examples, 0);
 }
 
+// The sigmoid head far into saturation, where the naive -log(sigmoid(z)) overflows or
+// rounds to 0 in float: the loss must stay the stable softplus form
+// max(z, 0) - z*y + log1p(exp(-|z|)), computed here in double from a host forward
+// pass, and the gradients must stay finite and match finite differences (at +-40)
+// and the closed form mean(p - y) of the output bias (at +-200, beyond float exp).
+TEST(ModelTest, SigmoidHeadIsStableAtExtremeLogits) {
+  std::unique_ptr<compute::Backend> be = compute::CreateOpenBlasBackend();
+  std::unique_ptr<Model> model;
+  const ModelConfig config = Config(ModelKind::kMlp, 5, 2, {4}, Head::kSigmoid);
+  ASSERT_TRUE(CreateModel(config, be.get(), &model).ok());
+  const Dataset d = DenseData(7, 5, 2, 3);  // Labels 0,1,0,1,...: 4 zeros, 3 ones.
+  for (const float bias : {40.0f, -40.0f, 200.0f, -200.0f}) {
+    SCOPED_TRACE(bias);
+    std::vector<TableValues> params = RandomParams(*model, d, 31, 0.5);
+    params[3].values[0] = bias;  // mlp.b1: every logit is about `bias`.
+    // Host forward pass in double: relu(x W0 + b0) W1 + b1.
+    double want_loss = 0;
+    for (int64_t i = 0; i < d.num_examples; ++i) {
+      double z = params[3].values[0];
+      for (int k = 0; k < 4; ++k) {
+        double h = params[1].values[static_cast<size_t>(k)];
+        for (int f = 0; f < 5; ++f) {
+          h += static_cast<double>(d.dense[static_cast<size_t>(i * 5 + f)]) *
+               params[0].values[static_cast<size_t>(f * 4 + k)];
+        }
+        z += std::max(h, 0.0) * params[2].values[static_cast<size_t>(k)];
+      }
+      const double y = d.labels[static_cast<size_t>(i)];
+      want_loss += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::fabs(z)));
+    }
+    want_loss /= static_cast<double>(d.num_examples);
+    std::vector<TableValues> grads;
+    double loss = 0;
+    ASSERT_TRUE(model->ComputeGradients(d, params, &grads, &loss).ok());
+    ASSERT_TRUE(std::isfinite(loss));
+    EXPECT_NEAR(loss, want_loss, 1e-5 * want_loss);
+    // About |bias| * 4/7 (positive bias: the zeros are confidently wrong) or 3/7.
+    EXPECT_NEAR(loss, std::fabs(bias) * (bias > 0 ? 4.0 : 3.0) / 7.0, 0.1 * std::fabs(bias));
+    for (const TableValues& g : grads) {
+      for (float v : g.values) ASSERT_TRUE(std::isfinite(v));
+    }
+    // Output bias: mean(p - y) with p = 1 (bias > 0) or 0 (bias < 0).
+    EXPECT_NEAR(grads[3].values[0], bias > 0 ? 4.0 / 7.0 : -3.0 / 7.0, 1e-6);
+    if (std::fabs(bias) > 100) continue;
+    // Central differences; the loss is nearly linear in saturation, so a wider step
+    // keeps float rounding of losses near 40 small against it.
+    const double eps = 1e-2;
+    for (size_t t = 0; t < params.size(); ++t) {
+      for (size_t i = 0; i < params[t].values.size(); ++i) {
+        std::vector<TableValues> p = params;
+        const float v = params[t].values[i];
+        std::vector<TableValues> unused;
+        double up = 0, down = 0;
+        p[t].values[i] = static_cast<float>(v + eps);
+        ASSERT_TRUE(model->ComputeGradients(d, p, &unused, &up).ok());
+        p[t].values[i] = static_cast<float>(v - eps);
+        ASSERT_TRUE(model->ComputeGradients(d, p, &unused, &down).ok());
+        const double h = static_cast<double>(static_cast<float>(v + eps)) -
+                         static_cast<double>(static_cast<float>(v - eps));
+        const double fd = (up - down) / h;
+        EXPECT_NEAR(grads[t].values[i], fd, 5e-4 + 1e-2 * std::fabs(fd))
+            << model->tables()[t].name << "[" << i << "]";
+      }
+    }
+  }
+}
+
 TEST(AucTest, MatchesPairCounting) {
   Rng rng(3);
   std::vector<float> scores;
