@@ -58,10 +58,10 @@ absl::StatusOr<uint64_t> CountKeys(absl::string_view bytes, absl::string_view fi
 
 absl::Status CheckFloatCount(absl::string_view bytes, uint64_t expected,
                              absl::string_view field) {
-  if (bytes.size() != expected * sizeof(float)) {
+  // Compared as counts: expected * 4 may wrap for a hostile count.
+  if (bytes.size() % sizeof(float) != 0 || bytes.size() / sizeof(float) != expected) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected,
-                                                   " float32 values (", expected * 4,
-                                                   " bytes), got ", bytes.size(),
+                                                   " float32 values, got ", bytes.size(),
                                                    " bytes"));
   }
   return absl::OkStatus();

@@ -55,6 +55,15 @@ TEST(PackingTest, BadLengthsNameTheField) {
   EXPECT_EQ(out[1], 2.0f);
 }
 
+// Regression (tests/fuzz/corpus/packing/huge_count): expected * 4 wrapped, so
+// a count of 2^62 + 1 matched 4 bytes.
+TEST(PackingTest, HugeCountDoesNotWrap) {
+  const std::string one = PackFloats({1.0f});
+  EXPECT_FALSE(CheckFloatCount(one, (uint64_t{1} << 62) + 1, "values").ok());
+  EXPECT_FALSE(CheckFloatCount("", uint64_t{1} << 62, "values").ok());
+  EXPECT_TRUE(CheckFloatCount(one, 1, "values").ok());
+}
+
 TEST(PackingTest, EmptyIsValid) {
   EXPECT_TRUE(UnpackFloats("", "v").ok());
   EXPECT_EQ(*CountKeys("", "k"), 0u);

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing, then runs every Bazel test
 # (unit, in-process and multi-process suites) in the default build, and the unit
-# suites again under AddressSanitizer and ThreadSanitizer.
+# suites again under AddressSanitizer and ThreadSanitizer, then fuzzes each libFuzzer
+# target for PS_FUZZ_SECONDS (30) seconds (tests/fuzz/run_fuzzers.sh, clang).
 #
 #   tests/run.sh                  everything
-#   tests/run.sh --fast           default build only, no sanitizers
+#   tests/run.sh --fast           default build only, no sanitizers, no fuzzing
 #   tests/run.sh //server/...     only these targets (default build)
 #
 # Exits non-zero on any failure. The last line is "N passed, N failed, N skipped",
-# counting individual test cases (gtest cases; a non-gtest test target counts as one).
+# counting individual test cases (gtest cases; a non-gtest test target counts as one;
+# a fuzz target that runs clean for its time counts as one passed, a crash as one failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +62,15 @@ run_bazel default "" "${targets[@]}"
 if [ $fast -eq 0 ]; then
   run_bazel asan --config=asan "${SANITIZED[@]}"
   run_bazel tsan --config=tsan "${SANITIZED[@]}"
+  if [ -x tests/fuzz/run_fuzzers.sh ]; then
+    echo "=== tests/fuzz/run_fuzzers.sh (${PS_FUZZ_SECONDS:-30} s per target) ==="
+    tests/fuzz/run_fuzzers.sh 2>&1 | tee "$summary_dir/fuzz.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    # One line per target: "fuzz NAME: PASSED|FAILED|SKIPPED ...".
+    echo "$(grep -c '^fuzz [a-z_]*: PASSED' "$summary_dir/fuzz.log")" \
+      "$(grep -c '^fuzz [a-z_]*: FAILED' "$summary_dir/fuzz.log")" \
+      "$(grep -c '^fuzz [a-z_]*: SKIPPED' "$summary_dir/fuzz.log")" > "$summary_dir/fuzz.counts"
+  fi
 fi
 
 python3 - "$summary_dir" <<'PY'

@@ -271,6 +271,10 @@ absl::StatusOr<Dataset> ReadIdxImpl(const std::string& images_path,
                                                    " labels for ", ishape[0], " images in ",
                                                    images_path));
   }
+  if (!std::isfinite(255.0f * o.feature_scale)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        images_path, ": pixel 255 times feature_scale ", o.feature_scale, " is not finite"));
+  }
   const uint64_t n = ishape[0];
   Dataset d;
   d.num_examples = static_cast<int64_t>(n);
@@ -371,6 +375,9 @@ absl::StatusOr<Dataset> ReadCsv(const std::string& path, const ReadOptions& o,
         if (!ParseFloat(field, &v)) {
           return bad("column ", c + 1, ": ", Quote(field), " is not a finite number");
         }
+        if (!std::isfinite(v * o.feature_scale)) {
+          return bad("column ", c + 1, ": ", Quote(field), " times feature_scale is not finite");
+        }
         d.dense.push_back(v * o.feature_scale);
       }
     }
@@ -433,6 +440,10 @@ absl::StatusOr<Dataset> ReadLibsvm(const std::string& path, const ReadOptions& o
       if (!ParseFloat(tok.substr(colon + 1), &v)) {
         return bad("token ", t + 1, ": value ", Quote(tok.substr(colon + 1)),
                    " is not a finite number");
+      }
+      if (!std::isfinite(v * o.feature_scale)) {
+        return bad("token ", t + 1, ": value ", Quote(tok.substr(colon + 1)),
+                   " times feature_scale is not finite");
       }
       d.indices.push_back(index);
       d.values.push_back(v * o.feature_scale);

@@ -273,6 +273,26 @@ TEST(LibsvmTest, NeedsTwoClasses) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Regression (tests/fuzz/corpus/csv_reader/big_value_scaled): a finite value times
+// feature_scale overflowed to Inf and reached the dataset.
+TEST(ReadersTest, ScaledValueMustStayFinite) {
+  const std::string csv = WritePlain("big.csv", "1,0\n3e38,1\n");
+  ExpectLineError(ReadCsv(csv, Opts(1, 2, 1000.0f), -1, false).status(), csv, 2,
+                  "times feature_scale is not finite");
+  const std::string svm = WritePlain("big.svm", "1 1:1\n0 1:3e38\n");
+  ExpectLineError(ReadLibsvm(svm, Opts(1, 2, 1000.0f), true).status(), svm, 2,
+                  "times feature_scale is not finite");
+  const std::string images = WritePlain("big_i.idx", std::string("\0\0\x08\x03", 4) +
+                                                         std::string("\0\0\0\x01", 4) +
+                                                         std::string("\0\0\0\x01", 4) +
+                                                         std::string("\0\0\0\x01", 4) + "\xff");
+  const std::string labels = WritePlain("big_l.idx", std::string("\0\0\x08\x01\0\0\0\x01\x01", 9));
+  const absl::Status s = ReadIdx(images, labels, Opts(1, 2, 3e38f)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("feature_scale"));
+  EXPECT_TRUE(ReadIdx(images, labels, Opts(1, 2, 1.0f)).ok());
+}
+
 // --- IDX ---------------------------------------------------------------------------
 
 std::string Be32(uint32_t v) {
