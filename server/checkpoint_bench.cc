@@ -22,7 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kRuns = 2;
 constexpr size_t kRawChunkBytes = CheckpointStore::kDefaultChunkBytes;
 
 double Seconds(std::chrono::steady_clock::time_point start) {
@@ -73,7 +72,7 @@ double RawWrite(rocksdb::DB* db, const std::string& bytes, int run, bool wal) {
   return Seconds(start);
 }
 
-double BestRawSeconds(const std::string& dir, const std::string& bytes) {
+double BestRawSeconds(const std::string& dir, const std::string& bytes, int runs) {
   // Tuned for one big sequential write: no compression, a memtable that takes the
   // whole batch without a stall.
   rocksdb::Options options;
@@ -91,7 +90,7 @@ double BestRawSeconds(const std::string& dir, const std::string& bytes) {
       return 0;
     }
     std::unique_ptr<rocksdb::DB> db(raw);
-    for (int run = 0; run < kRuns; ++run) {
+    for (int run = 0; run < runs; ++run) {
       const double t = RawWrite(db.get(), bytes, run, wal);
       if (t < 0) return 0;
       PS_LOG(INFO) << "checkpoint bench: raw WriteBatch " << (wal ? "WAL sync" : "noWAL+Flush")
@@ -107,7 +106,8 @@ double BestRawSeconds(const std::string& dir, const std::string& bytes) {
 
 }  // namespace
 
-CheckpointBenchResult RunCheckpointBench(const std::string& dir, uint64_t floats) {
+CheckpointBenchResult RunCheckpointBench(const std::string& dir, uint64_t floats, int runs) {
+  runs = std::max(runs, 1);
   CheckpointBenchResult result;
   const std::string store_dir = dir + "/store";
   const std::string raw_dir = dir + "/raw";
@@ -128,7 +128,7 @@ CheckpointBenchResult RunCheckpointBench(const std::string& dir, uint64_t floats
     }
     double best_write = std::numeric_limits<double>::infinity();
     double best_load = std::numeric_limits<double>::infinity();
-    for (int run = 0; run < kRuns; ++run) {
+    for (int run = 0; run < runs; ++run) {
       const uint64_t clock = run + 1;
       auto start = std::chrono::steady_clock::now();
       absl::StatusOr<uint64_t> written = (*store)->Write("bench", clock, records, 1);
@@ -155,7 +155,7 @@ CheckpointBenchResult RunCheckpointBench(const std::string& dir, uint64_t floats
   }
   RemoveAll(store_dir);
 
-  const double raw_s = BestRawSeconds(raw_dir, records[0].bytes);
+  const double raw_s = BestRawSeconds(raw_dir, records[0].bytes, runs);
   if (raw_s > 0) result.raw_mb_per_s = mb / raw_s;
   PS_LOG(INFO) << "checkpoint bench: " << mb << " MB: store " << result.store_mb_per_s
                << " MB/s, raw " << result.raw_mb_per_s << " MB/s, restore "

@@ -21,10 +21,10 @@ struct CheckpointBenchResult {
 
 // Writes `floats` pseudo-random float32 values (as one record) under `dir` (created;
 // its subfolders "store" and "raw" are removed before and after). Each timing is the
-// best of two runs. Details go to the log (INFO). On any error (logged) the fields of
-// the failed step stay 0. Not thread-safe against another bench on the same `dir`;
-// needs about 3x the bytes in memory.
-CheckpointBenchResult RunCheckpointBench(const std::string& dir, uint64_t floats);
+// best of `runs` runs (at least 1). Details go to the log (INFO). On any error (logged)
+// the fields of the failed step stay 0. Not thread-safe against another bench on the
+// same `dir`; needs about 3x the bytes in memory.
+CheckpointBenchResult RunCheckpointBench(const std::string& dir, uint64_t floats, int runs = 2);
 
 }  // namespace ps
 

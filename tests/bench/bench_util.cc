@@ -1,0 +1,143 @@
+#include "tests/bench/bench_util.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "server/convert.h"
+
+namespace ps::bench {
+
+namespace {
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string JsonNumber(double v) {
+  if (!std::isfinite(v)) return "null";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    return absl::StrCat(static_cast<int64_t>(v));
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4g", v);
+  return buf;
+}
+
+}  // namespace
+
+std::string Row::ToJson() const {
+  std::string out = "{";
+  for (size_t i = 0; i < fields_.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += JsonString(fields_[i].first) + ": ";
+    if (const double* d = std::get_if<double>(&fields_[i].second)) {
+      out += JsonNumber(*d);
+    } else {
+      out += JsonString(std::get<std::string>(fields_[i].second));
+    }
+  }
+  return out + "}";
+}
+
+std::string Row::ToText() const {
+  std::string out;
+  for (const auto& [k, v] : fields_) {
+    if (!out.empty()) out += ' ';
+    if (const double* d = std::get_if<double>(&v)) {
+      out += absl::StrCat(k, "=", JsonNumber(*d));
+    } else {
+      out += absl::StrCat(k, "=", std::get<std::string>(v));
+    }
+  }
+  return out;
+}
+
+double Quantile(std::vector<double>* v, double q) {
+  if (v->empty()) return 0;
+  std::sort(v->begin(), v->end());
+  const size_t i = std::min(v->size() - 1, static_cast<size_t>(q * static_cast<double>(v->size())));
+  return (*v)[i];
+}
+
+std::string BenchDir(const std::string& name) {
+  const char* root = std::getenv("TEST_TMPDIR");
+  if (root == nullptr) root = std::getenv("TMPDIR");
+  if (root == nullptr) root = "/tmp";
+  const std::string dir = absl::StrCat(root, "/ps_bench.", name);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  return dir;
+}
+
+double MemcpyGbps(size_t bytes) {
+  std::vector<char> a(bytes, 1), b(bytes, 2);
+  double best = 0;
+  for (int run = 0; run < 5; ++run) {
+    const auto t0 = Clock::now();
+    std::memcpy(b.data(), a.data(), bytes);
+    const double s = SecondsSince(t0);
+    if (b[bytes / 2] != 1) return 0;
+    best = std::max(best, static_cast<double>(bytes) / s / 1e9);
+    std::swap(a, b);
+  }
+  return best;
+}
+
+LocalCluster::LocalCluster(int num_shards, const std::string& dir) {
+  for (int i = 0; i < num_shards; ++i) {
+    auto shard = std::make_unique<Shard>();
+    ShardCore::Options o;
+    o.shard_id = static_cast<uint32_t>(i);
+    o.data_dir = absl::StrCat(dir, "/shard", i);
+    o.decode_job = JobConfigFromBlob;
+    o.decode_table = TableConfigFromBlob;
+    absl::StatusOr<std::unique_ptr<ShardCore>> core = ShardCore::Open(std::move(o));
+    PS_CHECK(core.ok()) << core.status();
+    shard->core = *std::move(core);
+    shard->service = std::make_unique<ShardServiceImpl>(shard->core.get());
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(shard->service.get());
+    builder.SetMaxReceiveMessageSize(256 << 20);
+    builder.SetMaxSendMessageSize(256 << 20);
+    shard->server = builder.BuildAndStart();
+    PS_CHECK(shard->server != nullptr && port != 0) << "cannot listen on 127.0.0.1";
+    addresses_.push_back(absl::StrCat("127.0.0.1:", port));
+    shards_.push_back(std::move(shard));
+  }
+}
+
+LocalCluster::~LocalCluster() {
+  for (auto& s : shards_) s->core->CloseAll();
+  for (auto& s : shards_) s->server->Shutdown();
+  for (auto& s : shards_) {
+    s->core->Drain();
+    s->server.reset();
+    s->service.reset();
+    s->core.reset();
+  }
+}
+
+}  // namespace ps::bench

@@ -1,0 +1,79 @@
+// Small pieces shared by ps_bench's modes: JSON rows, timing, percentiles, and an
+// in-process shard cluster served over real gRPC on 127.0.0.1.
+#ifndef PS_TESTS_BENCH_BENCH_UTIL_H_
+#define PS_TESTS_BENCH_BENCH_UTIL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "server/shard_core.h"
+#include "server/shard_service.h"
+
+namespace ps::bench {
+
+// One JSON object with keys in insertion order; values are numbers or strings.
+class Row {
+ public:
+  Row& Set(std::string key, double value) {
+    fields_.emplace_back(std::move(key), value);
+    return *this;
+  }
+  Row& Set(std::string key, std::string value) {
+    fields_.emplace_back(std::move(key), std::move(value));
+    return *this;
+  }
+  Row& Set(std::string key, const char* value) { return Set(std::move(key), std::string(value)); }
+  std::string ToJson() const;
+  // Human-readable "k=v k=v" for the log.
+  std::string ToText() const;
+
+ private:
+  std::vector<std::pair<std::string, std::variant<double, std::string>>> fields_;
+};
+
+using Clock = std::chrono::steady_clock;
+
+inline double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// The q-quantile (0..1) of `v` (sorted in place); 0 for an empty vector.
+double Quantile(std::vector<double>* v, double q);
+
+// A fresh, empty directory for bench data: under $TEST_TMPDIR, else $TMPDIR, else /tmp.
+std::string BenchDir(const std::string& name);
+
+// GB/s (1e9 bytes) of memcpy between two warm buffers of `bytes`, best of a few runs.
+double MemcpyGbps(size_t bytes);
+
+// `num_shards` ShardCores in this process, each behind the real ShardServiceImpl on its
+// own gRPC server at 127.0.0.1 (port 0), checkpoints under `dir`/shard<i>. Aborts when
+// a shard cannot start (a bench has nothing to measure without it).
+class LocalCluster {
+ public:
+  LocalCluster(int num_shards, const std::string& dir);
+  ~LocalCluster();
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+
+  const std::vector<std::string>& addresses() const { return addresses_; }
+
+ private:
+  struct Shard {
+    std::unique_ptr<ShardCore> core;
+    std::unique_ptr<ShardServiceImpl> service;
+    std::unique_ptr<grpc::Server> server;
+  };
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<std::string> addresses_;
+};
+
+}  // namespace ps::bench
+
+#endif  // PS_TESTS_BENCH_BENCH_UTIL_H_

@@ -1,0 +1,50 @@
+"""Checks ps_bench --json output: every mode, every key, positive figures and ratios."""
+import json
+import sys
+
+REQUIRED = {
+    "dense": ["floats", "shards", "clients", "ours_gbps", "raw_gbps", "ratio"],
+    "sparse": ["keys", "dim", "dist", "shards", "pull_keys_per_s", "push_keys_per_s",
+               "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
+    "latency": ["op", "bytes", "p50_us", "p99_us", "calls_per_s", "raw_p50_us", "ratio"],
+    "e2e": ["job", "workers", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",
+            "wait_ms", "comm_share", "speedup"],
+    "checkpoint": ["floats", "ours_mbps", "raw_mbps", "ratio", "restore_s", "pause_ms",
+                   "pause_share"],
+}
+# Figures that must be > 0 (the others may be 0, e.g. wait_ms with one worker).
+POSITIVE = {"ours_gbps", "raw_gbps", "ratio", "pull_keys_per_s", "push_keys_per_s",
+            "pull_gbps", "push_gbps", "memcpy_gbps", "p50_us", "p99_us", "calls_per_s",
+            "raw_p50_us", "samples_per_s", "iter_ms", "speedup", "ours_mbps", "raw_mbps",
+            "restore_s"}
+
+
+def main(path):
+    with open(path) as f:
+        data = json.load(f)
+    errors = []
+    for mode, keys in REQUIRED.items():
+        rows = data.get(mode)
+        if not rows:
+            errors.append(f"{mode}: no rows")
+            continue
+        for i, row in enumerate(rows):
+            for k in keys:
+                if k not in row:
+                    errors.append(f"{mode}[{i}]: missing {k}")
+                elif k in POSITIVE and not (isinstance(row[k], (int, float)) and row[k] > 0):
+                    errors.append(f"{mode}[{i}]: {k} = {row[k]!r}, want > 0")
+    workers = {(r.get("job"), r.get("workers")) for r in data.get("e2e", [])}
+    for job in {r.get("job") for r in data.get("e2e", [])}:
+        for w in (1, 2):
+            if (job, w) not in workers:
+                errors.append(f"e2e: job {job} lacks a {w}-worker row")
+    if errors:
+        print("\n".join(errors))
+        return 1
+    print("ok:", ", ".join(f"{m} {len(data[m])} rows" for m in REQUIRED))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,156 @@
+#include "tests/bench/echo.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "grpcpp/generic/async_generic_service.h"
+#include "tests/bench/bench_util.h"
+
+namespace ps::bench {
+namespace {
+
+constexpr int kMaxMessage = 256 << 20;
+constexpr char kMethod[] = "/ps.bench.Echo/Echo";
+
+// Echoes one message per call, from and into the same ByteBuffer (no copy).
+class EchoReactor final : public grpc::ServerGenericBidiReactor {
+ public:
+  EchoReactor() { StartRead(&buffer_); }
+  void OnReadDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status::OK);
+    StartWrite(&buffer_);
+  }
+  void OnWriteDone(bool ok) override {
+    Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::UNKNOWN, "write failed"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ByteBuffer buffer_;
+};
+
+class EchoService final : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+    return new EchoReactor();
+  }
+};
+
+// A payload of `bytes` in one slice, built once.
+grpc::ByteBuffer Payload(size_t bytes) {
+  std::string data(bytes, 'x');
+  grpc::Slice slice(data.data(), data.size());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+}  // namespace
+
+EchoServer::EchoServer() : service_(std::make_unique<EchoService>()) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterCallbackGenericService(service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxMessage);
+  builder.SetMaxSendMessageSize(kMaxMessage);
+  server_ = builder.BuildAndStart();
+  PS_CHECK(server_ != nullptr && port != 0) << "echo server cannot listen on 127.0.0.1";
+  address_ = absl::StrCat("127.0.0.1:", port);
+}
+
+EchoServer::~EchoServer() { server_->Shutdown(); }
+
+EchoClient::EchoClient(const std::string& address, int channels) {
+  for (int c = 0; c < channels; ++c) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxMessage);
+    args.SetMaxSendMessageSize(kMaxMessage);
+    // Its own subchannel pool and a distinct argument: its own TCP connection.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("ps.channel_index", c);
+    stubs_.push_back(std::make_unique<grpc::GenericStub>(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  }
+}
+
+double EchoClient::BestRoundSeconds(size_t bytes, size_t chunk, int iters) {
+  const size_t calls = (bytes + chunk - 1) / chunk;
+  const size_t last = bytes - (calls - 1) * chunk;
+  const grpc::ByteBuffer full = Payload(std::min(chunk, bytes));
+  const grpc::ByteBuffer tail = Payload(last);
+  double best = -1;
+  for (int i = -1; i < iters; ++i) {
+    std::vector<grpc::ClientContext> contexts(calls);
+    std::vector<grpc::ByteBuffer> replies(calls);
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;
+    bool failed = false;
+    const auto t0 = Clock::now();
+    for (size_t c = 0; c < calls; ++c) {
+      stubs_[c % stubs_.size()]->UnaryCall(
+          &contexts[c], kMethod, grpc::StubOptions(), c + 1 == calls ? &tail : &full, &replies[c],
+          [&](grpc::Status s) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (!s.ok()) failed = true;
+            if (++done == calls) cv.notify_one();
+          });
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return done == calls; });
+    }
+    if (failed) return -1;
+    const double s = SecondsSince(t0);
+    if (i >= 0 && (best < 0 || s < best)) best = s;
+  }
+  return best;
+}
+
+std::vector<double> EchoClient::RoundTripsUs(size_t bytes, int n) {
+  const grpc::ByteBuffer request = Payload(bytes);
+  std::vector<double> out;
+  out.reserve(n);
+  std::mutex mu;
+  std::condition_variable cv;
+  for (int i = -n / 10; i < n; ++i) {  // The first tenth warms up.
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer reply;
+    bool done = false;
+    bool ok = false;
+    const auto t0 = Clock::now();
+    stubs_[0]->UnaryCall(&ctx, kMethod, grpc::StubOptions(), &request, &reply,
+                         [&](grpc::Status s) {
+                           std::lock_guard<std::mutex> lock(mu);
+                           ok = s.ok();
+                           done = true;
+                           cv.notify_one();
+                         });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    if (!ok) return {};
+    if (i >= 0) out.push_back(SecondsSince(t0) * 1e6);
+  }
+  return out;
+}
+
+EchoBest BestEcho(const EchoServer& server, size_t bytes, const std::vector<size_t>& chunks,
+                  const std::vector<int>& channels, int iters) {
+  EchoBest best;
+  for (int c : channels) {
+    EchoClient client(server.address(), c);
+    for (size_t chunk : chunks) {
+      if (chunk > bytes && chunk != chunks.front()) continue;  // Same as a smaller chunk.
+      const double s = client.BestRoundSeconds(bytes, chunk, iters);
+      if (s <= 0) continue;
+      const double gbps = 2.0 * static_cast<double>(bytes) / s / 1e9;
+      PS_LOG(INFO) << "echo " << bytes << " B in " << (chunk >> 10) << " KiB calls over " << c
+                   << " channels: " << gbps << " GB/s";
+      if (gbps > best.gbps) best = EchoBest{gbps, chunk, c};
+    }
+  }
+  return best;
+}
+
+}  // namespace ps::bench

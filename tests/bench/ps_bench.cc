@@ -1,0 +1,659 @@
+// ps_bench: the project's data-path benchmark. One run is one comparison: every figure
+// of ours is measured beside its baseline in the same process and the same run.
+//
+//   bazel run -c opt //tests/bench:ps_bench -- --all --json
+//   bazel run -c opt //tests/bench:ps_bench -- --mode=dense,latency --quick
+//
+// Modes (each a key of the JSON object on stdout, a list of rows):
+//   dense       push+pull of dense tensors vs the best raw gRPC echo of the same bytes
+//   sparse      pull and push of 100k keys per call vs memcpy of the same bytes
+//   latency     small (1 KiB) pull/push round trips vs a raw 1 KiB echo
+//   e2e         training samples/s of bundled jobs with 1 and 2 workers
+//   checkpoint  checkpoint MB/s and pause vs a raw RocksDB WriteBatch of the same bytes
+// Shards run in this process behind the real gRPC service on 127.0.0.1 (as the raw
+// echo does), so ours and raw share the same two cores. Logs go to stderr.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+#include "google/protobuf/text_format.h"
+#include "server/checkpoint_bench.h"
+#include "tests/bench/bench_util.h"
+#include "tests/bench/echo.h"
+#include "worker/grpc_ps_client.h"
+#include "worker/trainer.h"
+
+namespace ps::bench {
+namespace {
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+struct Args {
+  std::set<std::string> modes;
+  bool json = false;
+  bool quick = false;
+  // Where the jobs' data paths resolve (common/data_paths.h): by default the real
+  // source folder behind the runfiles (relative paths) and /usr/share/datasets.
+  std::string data_root;
+  std::vector<std::string> e2e_jobs = {"deploy/jobs/digits_softmax.textproto",
+                                       "deploy/jobs/fashion_mnist_mlp.textproto"};
+  // Run as well when their generated data is there (deploy/data/BUILD makes it).
+  std::vector<std::string> e2e_optional_jobs = {
+      "deploy/jobs/keras_mirrored_binary.textproto",
+      "deploy/jobs/torch_dataparallel_binary.textproto"};
+  int e2e_clocks = 0;  // 0: the mode's default.
+  // GrpcPsClient options (0: the client's defaults), for sweeps.
+  uint64_t chunk_kb = 0;
+  int channels = 0;
+};
+
+Args g_args;  // Set once by Main before any mode runs.
+
+const char* const kModes[] = {"dense", "sparse", "latency", "e2e", "checkpoint"};
+
+bool Parse(int argc, char** argv, Args* a) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--all") {
+      for (const char* m : kModes) a->modes.insert(m);
+      continue;
+    }
+    if (arg == "--json") {
+      a->json = true;
+      continue;
+    }
+    if (arg == "--quick") {
+      a->quick = true;
+      continue;
+    }
+    std::vector<std::string> kv = absl::StrSplit(arg, absl::MaxSplits('=', 1));
+    if (kv.size() != 2) return false;
+    if (kv[0] == "--mode") {
+      for (absl::string_view m : absl::StrSplit(kv[1], ',')) {
+        if (std::find(std::begin(kModes), std::end(kModes), m) == std::end(kModes)) {
+          std::fprintf(stderr, "ps_bench: --mode: unknown mode '%s'\n", std::string(m).c_str());
+          return false;
+        }
+        a->modes.insert(std::string(m));
+      }
+    } else if (kv[0] == "--data_root") {
+      a->data_root = kv[1];
+    } else if (kv[0] == "--e2e_jobs") {
+      a->e2e_jobs = absl::StrSplit(kv[1], ',', absl::SkipEmpty());
+      a->e2e_optional_jobs.clear();
+    } else if (kv[0] == "--chunk_kb") {
+      if (!absl::SimpleAtoi(kv[1], &a->chunk_kb)) return false;
+    } else if (kv[0] == "--channels") {
+      if (!absl::SimpleAtoi(kv[1], &a->channels)) return false;
+    } else if (kv[0] == "--e2e_clocks") {
+      if (!absl::SimpleAtoi(kv[1], &a->e2e_clocks) || a->e2e_clocks < 0) return false;
+    } else {
+      return false;
+    }
+  }
+  if (a->data_root.empty()) {
+    // Runfiles are symlinks into the source tree; data paths are confined to real roots.
+    std::error_code ec;
+    const std::string digits = "tests/data/digits.csv.gz";
+    std::string real = std::filesystem::canonical(digits, ec).string();
+    if (ec || real.size() < digits.size()) {
+      real = std::filesystem::current_path(ec).string();
+    } else {
+      real = real.substr(0, real.size() - digits.size() - 1);
+    }
+    a->data_root = real + ":/usr/share/datasets";
+  }
+  return !a->modes.empty();
+}
+
+[[noreturn]] void Fail(const std::string& what, const absl::Status& s) {
+  PS_LOG(FATAL) << "ps_bench: " << what << ": " << s;
+  std::abort();
+}
+
+std::vector<std::unique_ptr<GrpcPsClient>> Clients(const std::vector<std::string>& addresses,
+                                                   int n) {
+  std::vector<std::unique_ptr<GrpcPsClient>> out;
+  GrpcPsClient::Options o;
+  if (g_args.chunk_kb > 0) o.chunk_bytes = g_args.chunk_kb << 10;
+  if (g_args.channels > 0) o.channels_per_shard = g_args.channels;
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<std::unique_ptr<GrpcPsClient>> c = GrpcPsClient::Connect(addresses, o);
+    if (!c.ok()) Fail("connect", c.status());
+    out.push_back(*std::move(c));
+  }
+  return out;
+}
+
+ShardJobConfig AsyncJob(const std::string& id, uint32_t workers) {
+  ShardJobConfig config;
+  config.set_job_id(id);
+  config.mutable_consistency()->set_mode(ASYNC);
+  config.set_num_workers(workers);
+  return config;
+}
+
+TableSpec Table(const std::string& name, TableSpec::Kind kind, uint64_t size, uint32_t dim) {
+  TableSpec t;
+  t.set_name(name);
+  t.set_kind(kind);
+  if (kind == TableSpec::DENSE) {
+    t.set_size(size);
+  } else {
+    t.set_dim(dim);
+  }
+  t.mutable_optimizer()->mutable_sgd();
+  t.mutable_optimizer()->set_learning_rate(1e-4f);
+  return t;
+}
+
+// Runs `fn(i)` on `n` threads at once; returns the wall seconds until all finished.
+double RunParallel(int n, const std::function<void(int)>& fn) {
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back(fn, i);
+  for (auto& t : threads) t.join();
+  return SecondsSince(t0);
+}
+
+// ---- dense ----------------------------------------------------------------------
+
+void RunDense(const Args& a, std::vector<Row>* rows) {
+  const std::vector<uint64_t> sizes =
+      a.quick ? std::vector<uint64_t>{uint64_t{1} << 18, uint64_t{1} << 20}
+              : std::vector<uint64_t>{uint64_t{1} << 20, uint64_t{16} << 20, uint64_t{64} << 20};
+  const std::vector<int> client_counts = a.quick ? std::vector<int>{1, 2} : std::vector<int>{1, 2, 4};
+  const int max_clients = client_counts.back();
+  // The raw baseline per size: the best of chunk sizes x channel counts.
+  std::map<uint64_t, EchoBest> raw;
+  {
+    EchoServer echo;
+    for (uint64_t floats : sizes) {
+      const size_t bytes = floats * sizeof(float);
+      const int iters = bytes >= 64 * kMiB ? 3 : 6;
+      raw[floats] = BestEcho(echo, bytes, {1 * kMiB, 4 * kMiB, 16 * kMiB}, {1, 2, 4}, iters);
+    }
+  }
+  for (int shards : {1, 2}) {
+    LocalCluster cluster(shards, BenchDir(absl::StrCat("dense", shards)));
+    std::vector<std::unique_ptr<GrpcPsClient>> clients =
+        Clients(cluster.addresses(), max_clients);
+    for (uint64_t floats : sizes) {
+      const std::string job = absl::StrCat("dense", floats);
+      if (auto s = clients[0]->SetupJob(AsyncJob(job, max_clients),
+                                        {Table("w", TableSpec::DENSE, floats, 0)});
+          !s.ok()) {
+        Fail("dense setup", s.status());
+      }
+      std::vector<std::vector<float>> buffers(max_clients, std::vector<float>(floats, 1e-3f));
+      std::vector<uint64_t> next_clock(max_clients, 0);
+      std::vector<bool> warm(max_clients, false);
+      const double bytes = static_cast<double>(floats) * sizeof(float);
+      for (int c : client_counts) {
+        // Enough rounds to move about 0.5 GB (at least 2), after one warm-up round of
+        // each client (connections, first touch of the table).
+        const int iters = std::clamp(static_cast<int>(0.5e9 / (2 * bytes * c)), 2, 40);
+        std::vector<double> push_s(c, 0), pull_s(c, 0);
+        auto round = [&](int i, int n, bool timed) {
+          DenseRef ref{"w", 0, floats, buffers[i].data()};
+          for (int k = 0; k < n; ++k) {
+            const uint64_t clock = next_clock[i]++;
+            const auto t0 = Clock::now();
+            if (auto s = clients[i]->Push(job, i, clock, {&ref, 1}, {}); !s.ok()) Fail("push", s);
+            const auto t1 = Clock::now();
+            if (auto s = clients[i]->Pull(job, i, clock, {&ref, 1}, {}); !s.ok()) Fail("pull", s);
+            if (timed) {
+              push_s[i] += std::chrono::duration<double>(t1 - t0).count();
+              pull_s[i] += SecondsSince(t1);
+            }
+          }
+        };
+        RunParallel(c, [&](int i) {
+          if (!warm[i]) round(i, 1, false);
+        });
+        for (int i = 0; i < c; ++i) warm[i] = true;
+        const double wall = RunParallel(c, [&](int i) { round(i, iters, true); });
+        const double gbps = 2 * bytes * c * iters / wall / 1e9;
+        const EchoBest& r = raw[floats];
+        Row row;
+        row.Set("floats", static_cast<double>(floats))
+            .Set("shards", shards)
+            .Set("clients", c)
+            .Set("ours_gbps", gbps)
+            .Set("push_ms", push_s[0] * 1e3 / iters)
+            .Set("pull_ms", pull_s[0] * 1e3 / iters)
+            .Set("raw_gbps", r.gbps)
+            .Set("raw_chunk_mib", static_cast<double>(r.chunk) / kMiB)
+            .Set("raw_channels", r.channels)
+            .Set("ratio", r.gbps > 0 ? gbps / r.gbps : 0);
+        PS_LOG(INFO) << "dense: " << row.ToText();
+        rows->push_back(std::move(row));
+      }
+      if (auto s = clients[0]->DropJob(job, true); !s.ok()) Fail("drop", s);
+    }
+  }
+}
+
+// ---- sparse ---------------------------------------------------------------------
+
+uint64_t Mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// `sets` sets of `n` distinct keys each: uniform over 2^64, or Zipf(s) ranks over
+// `universe` items (drawn by inverting the CDF), hashed so hot keys spread over shards.
+std::vector<std::vector<uint64_t>> KeySets(bool zipf, double s, uint64_t universe, size_t n,
+                                           int sets) {
+  std::vector<double> cdf;
+  if (zipf) {
+    cdf.resize(universe);
+    double sum = 0;
+    for (uint64_t k = 0; k < universe; ++k) {
+      sum += std::pow(static_cast<double>(k + 1), -s);
+      cdf[k] = sum;
+    }
+    for (double& c : cdf) c /= sum;
+  }
+  std::vector<std::vector<uint64_t>> out;
+  uint64_t state = zipf ? 17 : 29;
+  for (int i = 0; i < sets; ++i) {
+    std::set<uint64_t> keys;
+    while (keys.size() < n) {
+      const uint64_t r = Mix(state++);
+      if (!zipf) {
+        keys.insert(r);
+        continue;
+      }
+      const double u = static_cast<double>(r >> 11) / 9007199254740992.0;
+      const uint64_t rank = std::lower_bound(cdf.begin(), cdf.end(), u) - cdf.begin();
+      keys.insert(Mix(rank ^ 0x5bd1e995));
+    }
+    out.emplace_back(keys.begin(), keys.end());
+    // Callers send keys in an order of their own, not sorted.
+    std::vector<uint64_t>& v = out.back();
+    for (size_t j = v.size(); j > 1; --j) std::swap(v[j - 1], v[Mix(state++) % j]);
+  }
+  return out;
+}
+
+void RunSparse(const Args& a, std::vector<Row>* rows) {
+  const size_t n = a.quick ? 20000 : 100000;
+  const int sets = a.quick ? 2 : 4;
+  const int iters = a.quick ? 4 : 12;
+  const std::vector<int> shard_counts = a.quick ? std::vector<int>{2} : std::vector<int>{1, 2};
+  std::map<std::string, std::vector<std::vector<uint64_t>>> keys;
+  keys["uniform"] = KeySets(false, 0, 0, n, sets);
+  keys["zipf1.1"] = KeySets(true, 1.1, a.quick ? uint64_t{1} << 18 : uint64_t{1} << 22, n, sets);
+  for (int shards : shard_counts) {
+    LocalCluster cluster(shards, BenchDir(absl::StrCat("sparse", shards)));
+    std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster.addresses(), 1)[0]);
+    for (uint32_t dim : {16u, 64u}) {
+      const double memcpy_gbps = MemcpyGbps(n * dim * sizeof(float));
+      for (const auto& [dist, key_sets] : keys) {
+        const std::string job = absl::StrCat("sparse", dim, dist);
+        if (auto s = client->SetupJob(AsyncJob(job, 1), {Table("e", TableSpec::SPARSE, 0, dim)});
+            !s.ok()) {
+          Fail("sparse setup", s.status());
+        }
+        std::vector<float> values(n * dim, 1e-3f);
+        uint64_t clock = 0;
+        auto ref = [&](int i) {
+          return SparseRef{"e", key_sets[i].data(), key_sets[i].size(), dim, values.data()};
+        };
+        // Warm-up: creates every row, then one push.
+        for (int i = 0; i < sets; ++i) {
+          SparseRef r = ref(i);
+          if (auto s = client->Pull(job, 0, clock, {}, {&r, 1}); !s.ok()) Fail("pull", s);
+        }
+        auto t0 = Clock::now();
+        for (int k = 0; k < iters; ++k) {
+          SparseRef r = ref(k % sets);
+          if (auto s = client->Pull(job, 0, clock, {}, {&r, 1}); !s.ok()) Fail("pull", s);
+        }
+        const double pull_s = SecondsSince(t0);
+        {
+          SparseRef r = ref(0);
+          if (auto s = client->Push(job, 0, clock++, {}, {&r, 1}); !s.ok()) Fail("push", s);
+        }
+        t0 = Clock::now();
+        for (int k = 0; k < iters; ++k) {
+          SparseRef r = ref(k % sets);
+          if (auto s = client->Push(job, 0, clock++, {}, {&r, 1}); !s.ok()) Fail("push", s);
+        }
+        const double push_s = SecondsSince(t0);
+        const double bytes = static_cast<double>(n) * dim * sizeof(float) * iters;
+        const double pull_gbps = bytes / pull_s / 1e9;
+        Row row;
+        row.Set("keys", static_cast<double>(n))
+            .Set("dim", dim)
+            .Set("dist", dist)
+            .Set("shards", shards)
+            .Set("pull_keys_per_s", static_cast<double>(n) * iters / pull_s)
+            .Set("push_keys_per_s", static_cast<double>(n) * iters / push_s)
+            .Set("pull_gbps", pull_gbps)
+            .Set("push_gbps", bytes / push_s / 1e9)
+            .Set("memcpy_gbps", memcpy_gbps)
+            .Set("ratio", memcpy_gbps > 0 ? pull_gbps / memcpy_gbps : 0);
+        PS_LOG(INFO) << "sparse: " << row.ToText();
+        rows->push_back(std::move(row));
+        if (auto s = client->DropJob(job, true); !s.ok()) Fail("drop", s);
+      }
+    }
+  }
+}
+
+// ---- latency --------------------------------------------------------------------
+
+void RunLatency(const Args& a, std::vector<Row>* rows) {
+  const int n = a.quick ? 500 : 5000;
+  const uint64_t floats = 256;  // 1 KiB.
+  std::vector<double> raw;
+  double raw_s = 0;
+  {
+    EchoServer echo;
+    EchoClient client(echo.address(), 1);
+    const auto t0 = Clock::now();
+    raw = client.RoundTripsUs(floats * sizeof(float), n);
+    raw_s = SecondsSince(t0);
+    if (raw.empty()) Fail("echo", absl::UnavailableError("echo failed"));
+  }
+  const double raw_p50 = Quantile(&raw, 0.5), raw_p99 = Quantile(&raw, 0.99);
+  LocalCluster cluster(1, BenchDir("latency"));
+  std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster.addresses(), 1)[0]);
+  const std::string job = "latency";
+  if (auto s = client->SetupJob(AsyncJob(job, 1), {Table("w", TableSpec::DENSE, floats, 0)});
+      !s.ok()) {
+    Fail("latency setup", s.status());
+  }
+  std::vector<float> buf(floats, 1e-3f);
+  DenseRef ref{"w", 0, floats, buf.data()};
+  uint64_t clock = 0;
+  for (const char* op : {"pull", "push"}) {
+    const bool pull = op[1] == 'u' && op[2] == 'l';
+    std::vector<double> us;
+    us.reserve(n);
+    const auto start = Clock::now();
+    for (int i = -n / 10; i < n; ++i) {
+      if (i == 0) us.clear();
+      const auto t0 = Clock::now();
+      absl::Status s = pull ? client->Pull(job, 0, clock, {&ref, 1}, {})
+                            : client->Push(job, 0, clock++, {&ref, 1}, {});
+      if (!s.ok()) Fail(op, s);
+      us.push_back(SecondsSince(t0) * 1e6);
+    }
+    const double total_s = SecondsSince(start);
+    const double p50 = Quantile(&us, 0.5), p99 = Quantile(&us, 0.99);
+    Row row;
+    row.Set("op", op)
+        .Set("bytes", static_cast<double>(floats * sizeof(float)))
+        .Set("shards", 1)
+        .Set("p50_us", p50)
+        .Set("p99_us", p99)
+        .Set("calls_per_s", (n + n / 10) / total_s)
+        .Set("raw_p50_us", raw_p50)
+        .Set("raw_p99_us", raw_p99)
+        .Set("raw_calls_per_s", (n + n / 10) / raw_s)
+        .Set("ratio", raw_p50 > 0 ? p50 / raw_p50 : 0);
+    PS_LOG(INFO) << "latency: " << row.ToText();
+    rows->push_back(std::move(row));
+  }
+}
+
+// ---- e2e ------------------------------------------------------------------------
+
+struct E2eResult {
+  double samples_per_s = 0;  // All ranks together.
+  double iter_ms = 0, pull_ms = 0, push_ms = 0, compute_ms = 0;  // Per clock, rank 0.
+};
+
+absl::StatusOr<JobSpec> ReadSpec(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("e2e job: cannot open ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  JobSpec spec;
+  if (!google::protobuf::TextFormat::ParseFromString(text.str(), &spec)) {
+    return absl::InvalidArgumentError(absl::StrCat("e2e job: ", path, " is not a JobSpec"));
+  }
+  return spec;
+}
+
+// Trains `spec` with `workers` ranks (threads, a client each) for `clocks` clocks per
+// rank against 2 in-process shards.
+E2eResult TrainFor(const Args& a, const JobSpec& base, uint32_t workers, uint64_t clocks,
+                   const std::string& job) {
+  JobSpec spec = base;
+  // Examples one rank computes per clock (the trainer gathers batch_size rows per
+  // clock whatever the sharding).
+  const double rank_batch = base.batch_size();
+  spec.set_num_workers(workers);
+  spec.mutable_eval()->set_every_clocks(0);
+  spec.clear_checkpoint();
+  spec.set_epochs(std::max<uint32_t>(spec.epochs(), 1000));  // The clock cap ends it.
+  LocalCluster cluster(2, BenchDir(job));
+  std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster.addresses(), workers);
+  struct Sums {
+    double iter = 0, pull = 0, push = 0, compute = 0;
+    uint64_t clocks = 0;
+  };
+  std::vector<Sums> sums(workers);
+  std::vector<absl::Status> status(workers);
+  RunParallel(static_cast<int>(workers), [&](int r) {
+    TrainerOptions o;
+    o.job_id = job;
+    o.spec = spec;
+    o.rank = static_cast<uint32_t>(r);
+    o.data_root = a.data_root;
+    o.device = compute::DeviceChoice::kCpu;
+    o.report_every_s = 0;  // Every clock.
+    Sums& s = sums[r];
+    status[r] = Train(o, clients[r].get(), [&](const TrainerProgress& p) {
+      // A one-clock period: its elapsed time is batch / samples_per_s.
+      if (p.samples_per_s > 0) s.iter += spec.batch_size() / p.samples_per_s;
+      s.pull += p.pull_s;
+      s.push += p.push_s;
+      s.compute += p.compute_s;
+      ++s.clocks;
+      return p.clock < clocks;
+    });
+  });
+  E2eResult out;
+  for (uint32_t r = 0; r < workers; ++r) {
+    if (!status[r].ok() && !absl::IsCancelled(status[r])) Fail("e2e train", status[r]);
+    if (sums[r].iter > 0) out.samples_per_s += sums[r].clocks * rank_batch / sums[r].iter;
+  }
+  const Sums& s = sums[0];
+  const double k = s.clocks > 0 ? 1e3 / s.clocks : 0;
+  out.iter_ms = s.iter * k;
+  out.pull_ms = s.pull * k;
+  out.push_ms = s.push * k;
+  // Batch gathering and parameter preparation count as compute.
+  out.compute_ms = std::max(0.0, out.iter_ms - out.pull_ms - out.push_ms);
+  return out;
+}
+
+void RunE2e(const Args& a, std::vector<Row>* rows) {
+  std::vector<std::string> jobs = a.e2e_jobs;
+  const std::string source_root = a.data_root.substr(0, a.data_root.find(':'));
+  for (const std::string& path : a.e2e_optional_jobs) {
+    absl::StatusOr<JobSpec> spec = ReadSpec(path);
+    std::error_code ec;
+    if (spec.ok() && std::filesystem::exists(source_root + "/" + spec->data().train_path(), ec)) {
+      jobs.push_back(path);
+    } else {
+      PS_LOG(INFO) << "e2e: skipping " << path << " (its data is not generated)";
+    }
+  }
+  for (const std::string& path : jobs) {
+    absl::StatusOr<JobSpec> spec = ReadSpec(path);
+    if (!spec.ok()) Fail("e2e", spec.status());
+    const uint64_t clocks = a.e2e_clocks > 0 ? a.e2e_clocks : (a.quick ? 40 : 600);
+    const std::string name = std::filesystem::path(path).stem().string();
+    E2eResult one;
+    for (uint32_t w : {1u, 2u}) {
+      const E2eResult r = TrainFor(a, *spec, w, clocks, absl::StrCat("e2e-", w, "-", name));
+      if (w == 1) one = r;
+      // The pull time of 1 worker is pure transfer; what a pull of W workers takes
+      // beyond it is waiting for the other ranks (SYNC) or for busy cores.
+      const double pull = std::min(r.pull_ms, one.pull_ms);
+      const double wait = std::max(0.0, r.pull_ms - one.pull_ms);
+      const double comm = pull + r.push_ms + wait;
+      Row row;
+      row.Set("job", name)
+          .Set("workers", w)
+          .Set("shards", 2)
+          .Set("batch", spec->batch_size())
+          .Set("clocks", static_cast<double>(clocks))
+          .Set("samples_per_s", r.samples_per_s)
+          .Set("iter_ms", r.iter_ms)
+          .Set("compute_ms", r.compute_ms)
+          .Set("pull_ms", pull)
+          .Set("push_ms", r.push_ms)
+          .Set("wait_ms", wait)
+          .Set("comm_share", r.iter_ms > 0 ? comm / r.iter_ms : 0)
+          .Set("speedup", one.samples_per_s > 0 ? r.samples_per_s / one.samples_per_s : 0);
+      PS_LOG(INFO) << "e2e: " << row.ToText();
+      rows->push_back(std::move(row));
+    }
+  }
+}
+
+// ---- checkpoint -----------------------------------------------------------------
+
+void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
+  const std::vector<uint64_t> sizes =
+      a.quick ? std::vector<uint64_t>{uint64_t{1} << 20, uint64_t{4} << 20}
+              : std::vector<uint64_t>{uint64_t{64} << 20, uint64_t{256} << 20};
+  for (uint64_t floats : sizes) {
+    const double mb = static_cast<double>(floats) * sizeof(float) / 1e6;
+    // The shard's own checkpoint of a dense table of `floats`, while a worker keeps
+    // pushing small updates to it: the longest push during the checkpoint is the pause
+    // training sees.
+    ShardCheckpoint cp;
+    double stall_ms = 0, base_ms = 0;
+    {
+      LocalCluster cluster(1, BenchDir("checkpoint_shard"));
+      std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster.addresses(), 2);
+      const std::string job = "ckpt";
+      if (auto s = clients[0]->SetupJob(AsyncJob(job, 1), {Table("w", TableSpec::DENSE, floats, 0)});
+          !s.ok()) {
+        Fail("checkpoint setup", s.status());
+      }
+      std::vector<float> small(256, 1e-3f);
+      DenseRef ref{"w", 0, small.size(), small.data()};
+      uint64_t clock = 0;
+      std::vector<double> base;
+      for (int i = 0; i < 200; ++i) {
+        const auto t0 = Clock::now();
+        if (auto s = clients[1]->Push(job, 0, clock++, {&ref, 1}, {}); !s.ok()) Fail("push", s);
+        base.push_back(SecondsSince(t0) * 1e3);
+      }
+      base_ms = Quantile(&base, 0.99);
+      std::atomic<bool> done{false};
+      std::thread pusher([&] {
+        while (!done.load()) {
+          const auto t0 = Clock::now();
+          if (auto s = clients[1]->Push(job, 0, clock++, {&ref, 1}, {}); !s.ok()) Fail("push", s);
+          stall_ms = std::max(stall_ms, SecondsSince(t0) * 1e3);
+        }
+      });
+      absl::StatusOr<std::vector<ShardCheckpoint>> r = clients[0]->Checkpoint(job);
+      done.store(true);
+      pusher.join();
+      if (!r.ok()) Fail("checkpoint", r.status());
+      cp = (*r)[0];
+    }
+    const CheckpointBenchResult raw =
+        RunCheckpointBench(BenchDir("checkpoint_raw"), floats, floats > (64u << 20) ? 1 : 2);
+    const double ours_mbps = cp.write_us > 0 ? static_cast<double>(cp.bytes) / cp.write_us : 0;
+    Row row;
+    row.Set("floats", static_cast<double>(floats))
+        .Set("mb", mb)
+        .Set("ours_mbps", ours_mbps)
+        .Set("store_mbps", raw.store_mb_per_s)
+        .Set("raw_mbps", raw.raw_mb_per_s)
+        .Set("ratio", raw.raw_mb_per_s > 0 ? ours_mbps / raw.raw_mb_per_s : 0)
+        .Set("restore_s", raw.restore_s)
+        .Set("write_ms", cp.write_us / 1e3)
+        .Set("pause_ms", cp.pause_us / 1e3)
+        .Set("pause_share", cp.write_us > 0 ? static_cast<double>(cp.pause_us) / cp.write_us : 0)
+        .Set("push_p99_ms", base_ms)
+        .Set("push_stall_ms", stall_ms);
+    PS_LOG(INFO) << "checkpoint: " << row.ToText();
+    rows->push_back(std::move(row));
+  }
+}
+
+int Main(int argc, char** argv) {
+  Args a;
+  if (!Parse(argc, argv, &a)) {
+    std::fprintf(stderr,
+                 "usage: ps_bench (--all | --mode=dense,sparse,latency,e2e,checkpoint) [--json] "
+                 "[--quick] [--data_root=DIR] [--e2e_jobs=A.textproto,B.textproto] "
+                 "[--e2e_clocks=N] [--chunk_kb=K] [--channels=C]\n");
+    return 2;
+  }
+  g_args = a;
+  const auto start = Clock::now();
+  std::map<std::string, std::vector<Row>> results;
+  for (const char* mode : kModes) {
+    if (a.modes.count(mode) == 0) continue;
+    const auto t0 = Clock::now();
+    std::vector<Row>& rows = results[mode];
+    const std::string m = mode;
+    if (m == "dense") RunDense(a, &rows);
+    if (m == "sparse") RunSparse(a, &rows);
+    if (m == "latency") RunLatency(a, &rows);
+    if (m == "e2e") RunE2e(a, &rows);
+    if (m == "checkpoint") RunCheckpoint(a, &rows);
+    PS_LOG(INFO) << "ps_bench: " << mode << " took " << SecondsSince(t0) << " s";
+  }
+  PS_LOG(INFO) << "ps_bench: all took " << SecondsSince(start) << " s";
+  std::string out;
+  if (a.json) {
+    out = "{";
+    bool first_mode = true;
+    for (const char* mode : kModes) {
+      auto it = results.find(mode);
+      if (it == results.end()) continue;
+      out += absl::StrCat(first_mode ? "\n" : ",\n", "  \"", mode, "\": [");
+      first_mode = false;
+      for (size_t i = 0; i < it->second.size(); ++i) {
+        out += absl::StrCat(i == 0 ? "\n" : ",\n", "    ", it->second[i].ToJson());
+      }
+      out += "\n  ]";
+    }
+    out += "\n}\n";
+  } else {
+    for (const char* mode : kModes) {
+      auto it = results.find(mode);
+      if (it == results.end()) continue;
+      for (const Row& r : it->second) out += absl::StrCat(mode, ": ", r.ToText(), "\n");
+    }
+  }
+  std::fputs(out.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ps::bench
+
+int main(int argc, char** argv) { return ps::bench::Main(argc, argv); }
