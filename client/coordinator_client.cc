@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel_args.h"
 #include "common/flags.h"
 #include "common/grpc_status.h"
 #include "grpcpp/client_context.h"
@@ -20,6 +21,10 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   GrpcCoordinatorClient(const CoordinatorClientOptions& options,
                         std::unique_ptr<CoordinatorService::Stub> stub)
       : options_(options), stub_(std::move(stub)) {}
+
+  std::shared_ptr<grpc::ChannelCredentials> credentials() const override {
+    return options_.credentials;
+  }
 
   absl::StatusOr<std::string> SubmitJob(const JobSpec& spec) override {
     SubmitJobRequest req;
@@ -125,8 +130,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorClient>> CoordinatorClient::Connect(
   if (absl::Status s = ParseHostPort(options.address, "--coordinator").status(); !s.ok()) {
     return s;
   }
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
+  // Fast reconnects: `psctl watch` outlives a coordinator restart.
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      options.address,
+      options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials(),
+      FastReconnectChannelArgs());
   return std::unique_ptr<CoordinatorClient>(
       new GrpcCoordinatorClient(options, CoordinatorService::NewStub(channel)));
 }

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/credentials.h"
 #include "proto/coordinator.pb.h"
 #include "proto/job.pb.h"
 
@@ -18,10 +19,13 @@ namespace ps {
 struct CoordinatorClientOptions {
   std::string address = "127.0.0.1:7070";  // host:port of ps_coordinator.
   absl::Duration timeout = absl::Seconds(30);  // Deadline of each unary call.
-  // Sent with every call. The hook for authentication: once the coordinator checks
-  // bearer tokens (--auth_token_file, a later issue) callers add
-  // {"authorization", "Bearer <token>"} here. Keys must be lowercase.
+  // Sent with every call. A coordinator run with --auth_token_file needs
+  // {"authorization", "Bearer <token>"} here (common/auth.h BearerValue). Keys must be
+  // lowercase.
   std::vector<std::pair<std::string, std::string>> metadata;
+  // Of the channel (common/tls.h MakeChannelCredentials); nullptr = plaintext. Also
+  // used by ExportJob for its channels to the shards (credentials()).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 // The coordinator's client-facing RPCs. Errors are the server's status (for example
@@ -37,6 +41,10 @@ class CoordinatorClient {
       const CoordinatorClientOptions& options);
 
   virtual ~CoordinatorClient() = default;
+
+  // The channel credentials the client was made with (nullptr = plaintext), for
+  // channels to the cluster's other daemons.
+  virtual std::shared_ptr<grpc::ChannelCredentials> credentials() const { return nullptr; }
 
   // Returns the new job's id.
   virtual absl::StatusOr<std::string> SubmitJob(const JobSpec& spec) = 0;

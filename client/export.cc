@@ -107,8 +107,9 @@ absl::StatusOr<std::vector<ExportedTable>> ExportJob(CoordinatorClient* client,
       return absl::UnavailableError(
           absl::StrCat("shard ", s, " is not registered with the coordinator"));
     }
+    std::shared_ptr<grpc::ChannelCredentials> creds = client->credentials();
     shards[s].stub = ShardService::NewStub(grpc::CreateCustomChannel(
-        shards[s].address, grpc::InsecureChannelCredentials(), args));
+        shards[s].address, creds != nullptr ? creds : grpc::InsecureChannelCredentials(), args));
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     ListTablesRequest req;

@@ -27,7 +27,8 @@ struct ExportedTable {
 // Everything else (biases, unknown names, sizes that do not match) is 1-D (size,).
 std::vector<uint64_t> ExportShape(const JobSpec& spec, const TableSpec& table);
 
-// Finds the job's shards through `client` (GetCluster), lists the job's tables on
+// Finds the job's shards through `client` (GetCluster), dials them with the client's
+// credentials() (plaintext when none), lists the job's tables on
 // each (ShardService.ListTables), reads every dense table's parts without waiting
 // (Pull with no_wait) and writes them, as float32 arrays named after the tables, to
 // `out_path`. Sparse tables are skipped (ExportedTable::note says so): the shards

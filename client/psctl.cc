@@ -26,7 +26,9 @@
 #include "client/coordinator_client.h"
 #include "client/export.h"
 #include "client/format.h"
+#include "common/auth.h"
 #include "common/flags.h"
+#include "common/tls.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
@@ -56,6 +58,8 @@ constexpr char kUsage[] =
     "  psctl export ID --out FILE.npz       the trained dense tables as float32 NumPy\n"
     "                                       arrays (weight matrices w<i> shaped (in, out))\n\n"
     "--coordinator (default $PS_COORDINATOR, else 127.0.0.1:7070) picks the coordinator.\n"
+    "--tls_ca/--tls_cert/--tls_key: TLS (mutual with a certificate) to the coordinator\n"
+    "and the shards; --auth_token_file: the coordinator's bearer token.\n"
     "Data paths in a spec resolve under the coordinator's --data_root.\n\n"
     "Exit codes: 0 ok / job SUCCEEDED, 1 usage error, 2 RPC or connection error,\n"
     "3 job FAILED, 4 job CANCELLED, 5 bad spec (parse error or rejected by the\n"
@@ -207,6 +211,15 @@ int Main(int argc, char** argv) {
     options.address = env != nullptr && *env != '\0' ? env : "127.0.0.1:7070";
   }
   options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(TlsFilesFromFlags());
+  if (!creds.ok()) return Fail(kExitUsage, creds.status().ToString());
+  options.credentials = *std::move(creds);
+  if (const std::string token_file = AuthTokenFileFromFlag(); !token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(token_file, "--auth_token_file");
+    if (!token.ok()) return Fail(kExitUsage, token.status().ToString());
+    options.metadata.emplace_back(kAuthorizationKey, BearerValue(*token));
+  }
   absl::StatusOr<std::unique_ptr<CoordinatorClient>> client = CoordinatorClient::Connect(options);
   if (!client.ok()) return Fail(kExitUsage, client.status().ToString());
   CoordinatorClient* c = client->get();

@@ -57,6 +57,24 @@ TEST_F(DataPathsTest, RejectsEscapesAndMissingFiles) {
   ExpectRejected("sub", "not a regular file");
 }
 
+TEST_F(DataPathsTest, RejectsDirectorySymlinksAndSiblingsThatShareThePrefix) {
+  // A symlinked directory inside the root that leads out of it.
+  ::mkdir((base_ + "/outside").c_str(), 0755);
+  std::ofstream(base_ + "/outside/data.csv") << "1\n";
+  ::symlink((base_ + "/outside").c_str(), (root_ + "/linkdir").c_str());
+  ExpectRejected("linkdir/data.csv", "outside --data_root");
+  ExpectRejected(root_ + "/linkdir/data.csv", "outside --data_root");
+  // "<root>2/x" starts with the root's characters but is not inside it.
+  ::mkdir((root_ + "2").c_str(), 0755);
+  std::ofstream(root_ + "2/data.csv") << "1\n";
+  ExpectRejected(root_ + "2/data.csv", "outside --data_root");
+  ExpectRejected("./../root2/data.csv", "\"..\"");
+  // A path that leaves and re-enters through a symlink chain stays confined.
+  ::symlink((root_ + "/sub").c_str(), (base_ + "/outside/back").c_str());
+  EXPECT_TRUE(ResolveDataPath(root_, "linkdir/back/train.csv", "f").ok())
+      << "resolves into the root again";
+}
+
 TEST_F(DataPathsTest, SeveralRootsAreSearchedInOrderAndEachConfines) {
   const std::string other = base_ + "/other";
   ::mkdir(other.c_str(), 0755);

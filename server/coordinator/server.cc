@@ -20,6 +20,10 @@ namespace ps {
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const CoordinatorServerOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("--data_dir: is required");
+  if (options.max_message_bytes < 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_message_mb: must be positive, got ", options.max_message_bytes, " bytes"));
+  }
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("--port: must be in [0, 65535], got ", options.port));
@@ -31,14 +35,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   PS_ASSIGN_OR_RETURN(s->core_, Coordinator::Create(options.coordinator, std::move(store),
                                                     clock));
   s->service_ =
-      std::make_unique<CoordinatorServiceImpl>(s->core_.get(), options.watch_min_interval);
+      std::make_unique<CoordinatorServiceImpl>(s->core_.get(), options.watch_min_interval,
+                                               options.auth_token);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string listen = HostPort{options.host, static_cast<uint16_t>(options.port)}.ToString();
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(listen,
+                           options.credentials != nullptr ? options.credentials
+                                                          : grpc::InsecureServerCredentials(),
+                           &s->port_);
   builder.RegisterService(s->service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen));

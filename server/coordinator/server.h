@@ -15,6 +15,7 @@
 
 namespace grpc {
 class Server;
+class ServerCredentials;
 }  // namespace grpc
 
 namespace ps {
@@ -31,6 +32,12 @@ struct CoordinatorServerOptions {
   // [10 ms, 1 s].
   absl::Duration tick_interval = absl::ZeroDuration();
   absl::Duration watch_min_interval = absl::Milliseconds(100);
+  // Of the listener (common/tls.h); nullptr = plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Non-empty: client-facing calls need "authorization: Bearer <auth_token>".
+  std::string auth_token;
+  // Largest message received; bigger ones are refused with RESOURCE_EXHAUSTED.
+  int max_message_bytes = 16 << 20;
 };
 
 // Owns everything the daemon runs. Thread-safe; Shutdown may be called from any

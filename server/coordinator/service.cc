@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "common/auth.h"
 #include "common/grpc_status.h"
 #include "grpcpp/alarm.h"
 #include "common/sync.h"
@@ -17,6 +18,13 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
+
+// A WatchJob stream refused before it started (e.g. UNAUTHENTICATED).
+class RefusedWatch final : public grpc::ServerWriteReactor<JobStatus> {
+ public:
+  explicit RefusedWatch(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
 
 }  // namespace
 
@@ -161,8 +169,18 @@ class WatchReactor final : public grpc::ServerWriteReactor<JobStatus> {
 };
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(Coordinator* core,
-                                               absl::Duration watch_min_interval)
-    : core_(core), watch_min_interval_(watch_min_interval) {}
+                                               absl::Duration watch_min_interval,
+                                               std::string auth_token)
+    : core_(core), watch_min_interval_(watch_min_interval), auth_token_(std::move(auth_token)) {}
+
+absl::Status CoordinatorServiceImpl::Authorize(const grpc::CallbackServerContext* ctx) const {
+  if (auth_token_.empty()) return absl::OkStatus();
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find(kAuthorizationKey);
+  absl::optional<absl::string_view> header;
+  if (it != metadata.end()) header = absl::string_view(it->second.data(), it->second.size());
+  return CheckBearer(header, auth_token_);
+}
 
 CoordinatorServiceImpl::~CoordinatorServiceImpl() { WaitForWatchers(); }
 
@@ -179,6 +197,7 @@ void CoordinatorServiceImpl::WatcherDone() {
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                             const SubmitJobRequest* request,
                                                             SubmitJobResponse* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) return Done(ctx, auth);
   absl::StatusOr<std::string> id = core_->SubmitJob(request->spec());
   if (id.ok()) response->set_job_id(*id);
   return Done(ctx, id.status());
@@ -187,6 +206,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServer
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                          const GetJobRequest* request,
                                                          JobStatus* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) return Done(ctx, auth);
   absl::StatusOr<JobStatus> status = core_->GetJob(request->job_id());
   if (status.ok()) *response = *std::move(status);
   return Done(ctx, status.status());
@@ -195,6 +215,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                            const ListJobsRequest*,
                                                            ListJobsResponse* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) return Done(ctx, auth);
   for (JobStatus& job : core_->ListJobs()) *response->add_jobs() = std::move(job);
   return Done(ctx, absl::OkStatus());
 }
@@ -202,13 +223,17 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                             const CancelJobRequest* request,
                                                             CancelJobResponse* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) return Done(ctx, auth);
   absl::StatusOr<JobStatus> status = core_->CancelJob(request->job_id());
   if (status.ok()) *response->mutable_status() = *std::move(status);
   return Done(ctx, status.status());
 }
 
 grpc::ServerWriteReactor<JobStatus>* CoordinatorServiceImpl::WatchJob(
-    grpc::CallbackServerContext*, const WatchJobRequest* request) {
+    grpc::CallbackServerContext* ctx, const WatchJobRequest* request) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) {
+    return new RefusedWatch(ToGrpcStatus(auth));
+  }
   {
     MutexLock lock(&mu_);
     ++watchers_;
@@ -221,6 +246,7 @@ grpc::ServerWriteReactor<JobStatus>* CoordinatorServiceImpl::WatchJob(
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetCluster(grpc::CallbackServerContext* ctx,
                                                              const GetClusterRequest*,
                                                              GetClusterResponse* response) {
+  if (absl::Status auth = Authorize(ctx); !auth.ok()) return Done(ctx, auth);
   *response = core_->GetCluster();
   return Done(ctx, absl::OkStatus());
 }

@@ -2,6 +2,9 @@
 #ifndef PS_SERVER_COORDINATOR_SERVICE_H_
 #define PS_SERVER_COORDINATOR_SERVICE_H_
 
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "server/coordinator/coordinator.h"
@@ -19,12 +22,19 @@ class WatchReactor;
 // are started from the notifying thread or from a grpc::Alarm. A client cancelling
 // the stream finishes it with CANCELLED.
 //
+// With a non-empty `auth_token` the client-facing calls (SubmitJob, GetJob, ListJobs,
+// CancelJob, WatchJob, GetCluster) need the metadata "authorization: Bearer <token>"
+// (compared in constant time, common/auth.h) and answer UNAUTHENTICATED without it or
+// with another token, before doing anything. The daemon-facing calls (Register,
+// Heartbeat, ReportProgress, ReportCheckpoint) take no token: mutual TLS protects them.
+//
 // Thread-safe. `core` is not owned and must outlive the service and the server that
 // serves it (the server's Shutdown finishes every watcher).
 class CoordinatorServiceImpl final : public CoordinatorService::CallbackService {
  public:
   explicit CoordinatorServiceImpl(Coordinator* core,
-                                  absl::Duration watch_min_interval = absl::Milliseconds(100));
+                                  absl::Duration watch_min_interval = absl::Milliseconds(100),
+                                  std::string auth_token = "");
   CoordinatorServiceImpl(const CoordinatorServiceImpl&) = delete;
   CoordinatorServiceImpl& operator=(const CoordinatorServiceImpl&) = delete;
   ~CoordinatorServiceImpl() override;  // Waits for every watch stream to be done.
@@ -67,9 +77,12 @@ class CoordinatorServiceImpl final : public CoordinatorService::CallbackService 
  private:
   friend class WatchReactor;
   void WatcherDone();
+  // OK, or UNAUTHENTICATED when a token is configured and the call lacks it.
+  absl::Status Authorize(const grpc::CallbackServerContext* ctx) const;
 
   Coordinator* const core_;  // Not owned.
   const absl::Duration watch_min_interval_;
+  const std::string auth_token_;  // Empty: no token needed.
 
   Mutex mu_;
   CondVar watchers_cv_;
