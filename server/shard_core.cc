@@ -55,9 +55,10 @@ ShardCore::~ShardCore() {
 
 std::shared_ptr<ShardJob> ShardCore::MakeJob(JobConfig config) {
   config.shard_id = options_.shard_id;
-  return std::make_shared<ShardJob>(std::move(config), &budget_, [this](JobSnapshot snap) {
-    Enqueue(WriteTask{std::move(snap), nullptr});
-  });
+  return std::make_shared<ShardJob>(
+      std::move(config), &budget_,
+      [this](JobSnapshot snap) { Enqueue(WriteTask{std::move(snap), nullptr}); },
+      options_.limits);
 }
 
 absl::Status ShardCore::LoadAll() {
@@ -171,13 +172,19 @@ absl::Status ShardCore::Restore(const std::string& job_id, uint64_t clock) {
   if (!have) {
     if (clock == 0) {
       job->Reset();
-      return absl::OkStatus();
+      return store_->DeleteNewer(job_id, 0);
     }
     return absl::NotFoundError(absl::StrCat("clock: shard ", options_.shard_id,
                                             " has no checkpoint of job '", job_id,
                                             "' at clock ", clock));
   }
-  return RestoreFromStore(job.get(), clock);
+  PS_RETURN_IF_ERROR(RestoreFromStore(job.get(), clock));
+  return store_->DeleteNewer(job_id, clock);
+}
+
+void ShardCore::ProtectCheckpoint(const std::string& job_id, uint64_t clock) {
+  MutexLock lock(&mu_);
+  protected_[job_id] = clock;
 }
 
 uint64_t ShardCore::LastCheckpointClock(const std::string& job_id) const {
@@ -211,10 +218,17 @@ void ShardCore::WriterLoop() {
     info.job_id = task.snapshot.job_id;
     info.clock = task.snapshot.clock;
     info.pause_us = task.snapshot.pause_us;
+    uint64_t protect = 0;
+    {
+      MutexLock lock(&mu_);
+      auto it = protected_.find(info.job_id);
+      if (it != protected_.end()) protect = it->second;
+    }
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<uint64_t> bytes =
         store_->Write(task.snapshot.job_id, task.snapshot.clock,
-                      ToStoreRecords(std::move(task.snapshot.records)), task.snapshot.keep);
+                      ToStoreRecords(std::move(task.snapshot.records)), task.snapshot.keep,
+                      protect);
     info.write_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                               std::chrono::steady_clock::now() - start)
                                               .count());

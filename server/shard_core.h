@@ -42,6 +42,7 @@ class ShardCore {
   struct Options {
     uint32_t shard_id = 0;
     uint64_t memory_budget_bytes = 0;  // 0 = unlimited.
+    ShardLimits limits;                // Per call, per job and per table.
     std::string data_dir;              // RocksDB directory of the checkpoints.
     // Decode the opaque config blobs stored with checkpoints (restart and restore).
     std::function<absl::StatusOr<JobConfig>(const std::string& blob)> decode_job;
@@ -72,8 +73,12 @@ class ShardCore {
   absl::Status Checkpoint(const std::string& job_id,
                           std::function<void(absl::StatusOr<CheckpointInfo>)> done);
   // Replaces the job's state by its checkpoint at `clock`; clock 0 with no such
-  // checkpoint resets the job to its initial state.
+  // checkpoint resets the job to its initial state. The job's checkpoints above
+  // `clock` are deleted: they belong to the history rolled back.
   absl::Status Restore(const std::string& job_id, uint64_t clock);
+  // The job's latest complete checkpoint (every shard has it), as the coordinator
+  // says: pruning keeps it whatever `keep` says, so a rollback can always reach it.
+  void ProtectCheckpoint(const std::string& job_id, uint64_t clock);
   absl::StatusOr<std::vector<uint64_t>> ListCheckpoints(const std::string& job_id);
   // Clock of the job's latest durable checkpoint written or loaded by this process; 0
   // when none.
@@ -110,6 +115,7 @@ class ShardCore {
   absl::flat_hash_map<std::string, std::shared_ptr<ShardJob>> jobs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> last_async_snapshot_ms_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint64_t> last_checkpoint_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint64_t> protected_ ABSL_GUARDED_BY(mu_);
 
   Mutex queue_mu_;
   CondVar queue_cv_;  // Signalled on every change of the queue, writing_ or stopping_.

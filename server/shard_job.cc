@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -40,8 +41,9 @@ std::string SliceField(size_t i, absl::string_view member) {
 
 }  // namespace
 
-ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink)
-    : config_(std::move(config)), budget_(budget), sink_(std::move(sink)) {
+ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink,
+                   ShardLimits limits)
+    : config_(std::move(config)), budget_(budget), sink_(std::move(sink)), limits_(limits) {
   ranks_.resize(config_.num_workers);
 }
 
@@ -79,6 +81,11 @@ absl::Status ShardJob::CreateTableLocked(TableConfig config) {
     return absl::FailedPreconditionError(absl::StrCat(
         "table: '", config.name, "' exists in job '", config_.job_id, "' with another spec"));
   }
+  if (tables_.size() >= limits_.max_tables_per_job) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "table: job '", config_.job_id, "' has ", tables_.size(),
+        " tables, the shard's budget per job (--max_tables_per_job)"));
+  }
   uint64_t begin = 0, count = 0;
   if (!config.sparse) {
     auto part = DensePartition::Create(config.name, config.size, config_.num_shards);
@@ -88,8 +95,10 @@ absl::Status ShardJob::CreateTableLocked(TableConfig config) {
     count = r.count;
   }
   const std::string name = config.name;
-  auto table = std::make_unique<Table>(std::move(config), config_.seed, begin, count);
-  const uint64_t bytes = table->MemoryBytes();
+  // Reserve before building: the Table allocates its whole dense part at once, so a
+  // table past the budget must be refused before it exists (Table::MemoryBytes()).
+  const uint64_t bytes =
+      config.sparse ? 0 : count * sizeof(float) * (1 + NumSlots(config.optimizer.kind));
   if (!budget_->TryReserve(bytes)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "table: '", name, "' needs ", bytes, " bytes; the shard's memory budget of ",
@@ -97,6 +106,7 @@ absl::Status ShardJob::CreateTableLocked(TableConfig config) {
         " left"));
   }
   reserved_ += bytes;
+  auto table = std::make_unique<Table>(std::move(config), config_.seed, begin, count);
   tables_.emplace(name, std::move(table));
   return absl::OkStatus();
 }
@@ -127,6 +137,7 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
   out->clear();
   out->reserve(slices.size());
   *floats = 0;
+  uint64_t call_keys = 0;
   for (size_t i = 0; i < slices.size(); ++i) {
     const SliceArgs& s = slices[i];
     auto it = tables_.find(s.table);
@@ -147,6 +158,12 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
         return absl::InvalidArgumentError(absl::StrCat(SliceField(i, "keys"), ": must hold 1 to ",
                                                        kMaxSliceKeys, " keys, got ", keys->size()));
       }
+      call_keys += keys->size();
+      if (call_keys > limits_.max_keys_per_call) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            SliceField(i, "keys"), ": the call holds more than ", limits_.max_keys_per_call,
+            " sparse keys (--max_keys_per_call); split it"));
+      }
       p.keys = *std::move(keys);
     } else {
       if (!s.keys.empty()) {
@@ -166,6 +183,28 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
     }
     *floats += p.floats();
     out->push_back(std::move(p));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed) const {
+  // Missing rows per table, over every slice of the call (a table may come twice).
+  std::vector<std::pair<const Table*, uint64_t>> added;
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const Parsed& p = parsed[i];
+    if (!p.table->sparse()) continue;
+    const uint64_t missing = p.table->CountMissing(p.keys);
+    if (missing == 0) continue;
+    auto it = std::find_if(added.begin(), added.end(),
+                           [&](const auto& a) { return a.first == p.table; });
+    if (it == added.end()) it = added.insert(added.end(), {p.table, 0});
+    it->second += missing;
+    if (p.table->num_rows() + it->second > limits_.max_sparse_rows_per_table) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          SliceField(i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
+          p.table->num_rows(), " rows here; ", it->second, " more would pass its row budget of ",
+          limits_.max_sparse_rows_per_table, " (--max_sparse_rows_per_table)"));
+    }
   }
   return absl::OkStatus();
 }
@@ -244,6 +283,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
     if (p.table->sparse()) new_bytes += p.table->CountMissing(p.keys) * p.table->RowBytes();
   }
   if (new_bytes > 0) {
+    if (absl::Status s = CheckRowLimitLocked(parsed); !s.ok()) return s;
     if (!budget_->TryReserve(new_bytes)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "slices: creating the missing sparse rows needs ", new_bytes,
@@ -295,9 +335,16 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, absl::string_v
       stepped.push_back(p.table);
     }
     const uint64_t n = p.floats();
-    grad.resize(n);
-    std::memcpy(grad.data(), values.data() + offset * sizeof(float), n * sizeof(float));
+    const char* src = values.data() + offset * sizeof(float);
     offset += n;
+    if (!p.table->sparse() && !config_.zero_nonfinite &&
+        reinterpret_cast<uintptr_t>(src) % alignof(float) == 0) {
+      // The request's bytes are the gradient: applied in place, not copied first.
+      p.table->ApplyDense(p.begin, absl::MakeConstSpan(reinterpret_cast<const float*>(src), n));
+      continue;
+    }
+    grad.resize(n);
+    std::memcpy(grad.data(), src, n * sizeof(float));
     if (config_.zero_nonfinite) {
       for (float& g : grad) {
         if (!std::isfinite(g)) g = 0.0f;
@@ -427,6 +474,15 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       }
     }
     RankState& rank = ranks_[args.rank];
+    if (config_.mode == ConsistencyMode::kAsync && args.clock > rank.done_below &&
+        (rank.pending.empty() || rank.pending.begin()->first < args.clock)) {
+      // A worker pushes clock c only once every part of c-1 was acknowledged, so the
+      // rank's clocks below c that this shard lacks were acknowledged by an earlier
+      // incarnation of it and lost with the restart (ASYNC jobs are not rolled back):
+      // they will not come again. Without this the rank's record would wait for them.
+      rank.pending.erase(rank.pending.begin(), rank.pending.lower_bound(args.clock));
+      rank.done_below = args.clock;
+    }
     // Exactly once: a part seen before is acknowledged, not applied.
     bool duplicate = args.clock < rank.done_below;
     auto pending = rank.pending.find(args.clock);
@@ -454,6 +510,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
           " (SYNC applies clocks in order; pull clock ", args.clock, " first)"));
     }
     if (new_bytes > 0) {
+      if (absl::Status s = CheckRowLimitLocked(parsed); !s.ok()) return s;
       if (!budget_->TryReserve(new_bytes)) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "slices: the new sparse rows need ", new_bytes,

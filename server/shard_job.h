@@ -74,6 +74,13 @@ class MemoryBudget {
   std::atomic<uint64_t> used_{0};
 };
 
+// Limits of one shard against oversized or abusive requests (ps_server flags).
+struct ShardLimits {
+  uint64_t max_keys_per_call = uint64_t{1} << 22;  // Sparse keys over all slices of a call.
+  uint32_t max_tables_per_job = 1024;
+  uint64_t max_sparse_rows_per_table = uint64_t{1} << 28;  // Rows held on this shard.
+};
+
 // A piece of a pull or push as it came off the wire; views into the request.
 struct SliceArgs {
   absl::string_view table;
@@ -127,7 +134,8 @@ class ShardJob {
   using SnapshotSink = std::function<void(JobSnapshot)>;
 
   // `budget` is not owned and must outlive the job.
-  ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink);
+  ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink,
+           ShardLimits limits = ShardLimits());
   ~ShardJob();
   ShardJob(const ShardJob&) = delete;
   ShardJob& operator=(const ShardJob&) = delete;
@@ -215,6 +223,10 @@ class ShardJob {
   std::vector<std::function<void()>> TakeReadyWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobSnapshot SnapshotLocked() ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status CreateTableLocked(TableConfig config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RESOURCE_EXHAUSTED naming the slice when the missing rows of `parsed` would put a
+  // sparse table past limits_.max_sparse_rows_per_table.
+  absl::Status CheckRowLimitLocked(const std::vector<Parsed>& parsed) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t MemoryLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Makes the reservation equal the tables' memory (after drops, resets, restores).
   void SettleMemoryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -223,6 +235,7 @@ class ShardJob {
   const JobConfig config_;
   MemoryBudget* const budget_;  // Not owned.
   const SnapshotSink sink_;
+  const ShardLimits limits_;
 
   mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Table>, std::less<>> tables_ ABSL_GUARDED_BY(mu_);

@@ -255,10 +255,17 @@ TEST(ShardJobAsyncTest, PullsNeverWaitAndPushesApplyOnArrival) {
   EXPECT_TRUE(Ready(f.job.get(), 3, 1000000));
   ASSERT_TRUE(Send(f.job.get(), Push{2, 7, 0, 1, "w", 0, 2, {}, {1, -1}}).ok());
   EXPECT_EQ(PullDense(f.job.get(), "w", 2), (std::vector<float>{-0.1f, 0.1f}));
-  // Out-of-order clocks of one rank are each applied once.
-  ASSERT_TRUE(Send(f.job.get(), Push{2, 5, 0, 1, "w", 0, 2, {}, {1, -1}}).ok());
+  // Clock 7 applied once. A worker pushes a clock only after every part of the one
+  // before was acknowledged, so clocks 0..6 of rank 2 were acknowledged by an earlier
+  // incarnation of this shard (an ASYNC job is not rolled back after a restart): a
+  // late copy of one of them is a duplicate, and the rank's clock moves past them.
   EXPECT_TRUE(Send(f.job.get(), Push{2, 7, 0, 1, "w", 0, 2, {}, {1, -1}})->duplicate);
-  EXPECT_EQ(f.job->Counters(false).pushes_applied, 2u);
+  EXPECT_TRUE(Send(f.job.get(), Push{2, 5, 0, 1, "w", 0, 2, {}, {1, -1}})->duplicate);
+  EXPECT_EQ(f.job->Counters(false).pushes_applied, 1u);
+  EXPECT_EQ(f.job->Counters(false).worker_clocks[2], 8u);
+  ASSERT_FALSE(Send(f.job.get(), Push{2, 8, 0, 1, "w", 0, 2, {}, {1, -1}})->duplicate);
+  EXPECT_EQ(f.job->Counters(false).worker_clocks[2], 9u);
+  EXPECT_EQ(PullDense(f.job.get(), "w", 2), (std::vector<float>{-0.2f, 0.2f}));
 }
 
 TEST(ShardJobValidationTest, MalformedPushesChangeNothingAndNameTheField) {
@@ -330,6 +337,18 @@ TEST(ShardJobMemoryTest, BudgetRefusesTablesAndRowsPastIt) {
   SliceArgs s2{"emb", 0, 0, few};
   ASSERT_TRUE(f.job->TryPull(0, 0, {&s2, 1}, false, &out, &applied, nullptr, &ticket).ok());
   EXPECT_EQ(f.job->Counters(false).sparse_rows, 2u);
+}
+
+// Regression (tests/fuzz/corpus/request/create_tables): the table was built, 192 GiB
+// for this one, before the budget was asked, so the shard died of bad_alloc instead of
+// answering RESOURCE_EXHAUSTED.
+TEST(ShardJobMemoryTest, TablePastTheBudgetIsRefusedBeforeItIsAllocated) {
+  Fixture f(Config(ConsistencyMode::kAsync, 1), /*budget=*/uint64_t{64} << 20);
+  EXPECT_EQ(f.job->CreateTable(Dense("huge", uint64_t{1} << 34, OptimizerKind::kAdam)).code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", 1000, OptimizerKind::kAdam)).ok());
+  EXPECT_EQ(f.budget_.used(), f.job->Counters(false).memory_bytes);
+  EXPECT_EQ(f.budget_.used(), 1000u * 4 * 3);  // Weights and Adam's two slots.
 }
 
 TEST(ShardJobSparseTest, RowsAreDeterministicAndNoWaitPullsCreateNone) {

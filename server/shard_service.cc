@@ -7,8 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/sync.h"
 #include "common/job_spec.h"
 #include "server/convert.h"
 
@@ -110,8 +112,78 @@ class PullReactor final : public grpc::ServerUnaryReactor {
 
 }  // namespace
 
+// Request/response pairs kept for reuse, at most kMaxFree of them, and none whose
+// messages grew past kMaxBytes (a rare huge call does not pin its memory). Thread-safe.
+template <typename Req, typename Resp>
+class ShardServiceImpl::MessagePool final : public grpc::MessageAllocator<Req, Resp> {
+ public:
+  static constexpr size_t kMaxFree = 32;
+  static constexpr size_t kMaxBytes = size_t{32} << 20;
+
+  ~MessagePool() override {
+    MutexLock lock(&mu_);
+    for (Holder* h : free_) delete h;
+  }
+
+  grpc::MessageHolder<Req, Resp>* AllocateMessages() override {
+    {
+      MutexLock lock(&mu_);
+      if (!free_.empty()) {
+        Holder* h = free_.back();
+        free_.pop_back();
+        return h;
+      }
+    }
+    return new Holder(this);
+  }
+
+ private:
+  class Holder final : public grpc::MessageHolder<Req, Resp> {
+   public:
+    explicit Holder(MessagePool* pool) : pool_(pool) {
+      this->set_request(&request_);
+      this->set_response(&response_);
+    }
+    void Release() override { pool_->Put(this); }
+
+    Req request_;
+    Resp response_;
+
+   private:
+    MessagePool* const pool_;  // Not owned.
+  };
+
+  void Put(Holder* h) {
+    if (h->request_.SpaceUsedLong() + h->response_.SpaceUsedLong() > kMaxBytes) {
+      delete h;
+      return;
+    }
+    h->request_.Clear();
+    h->response_.Clear();
+    {
+      MutexLock lock(&mu_);
+      if (free_.size() < kMaxFree) {
+        free_.push_back(h);
+        return;
+      }
+    }
+    delete h;
+  }
+
+  Mutex mu_;
+  std::vector<Holder*> free_ ABSL_GUARDED_BY(mu_);
+};
+
 ShardServiceImpl::ShardServiceImpl(ShardCore* core, CallObserver observer)
-    : core_(core), observer_(std::move(observer)) {}
+    : core_(core),
+      observer_(std::move(observer)),
+      pull_messages_(std::make_unique<MessagePool<PullRequest, PullResponse>>()),
+      push_messages_(std::make_unique<MessagePool<PushRequest, PushResponse>>()) {
+  SetMessageAllocatorFor_Pull(pull_messages_.get());
+  SetMessageAllocatorFor_Push(push_messages_.get());
+}
+
+ShardServiceImpl::~ShardServiceImpl() = default;
 
 grpc::ServerUnaryReactor* ShardServiceImpl::CreateJob(grpc::CallbackServerContext* ctx,
                                                       const CreateJobRequest* req,

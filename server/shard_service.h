@@ -3,11 +3,18 @@
 // Every handler uses the callback API. Pull parks no thread while it waits: its
 // reactor registers a wake-up with the job and finishes from the thread whose push
 // released it, or on cancellation (the caller's deadline).
+//
+// Push requests and pull responses (the messages that carry tensors) come from pools
+// (gRPC's MessageAllocator): a reused message keeps the capacity of its `values`, so
+// parsing a push and filling a pull write into memory already mapped instead of fresh
+// pages, which cost more than the copy itself (DESIGN.md, "Performance facts").
 #ifndef PS_SERVER_SHARD_SERVICE_H_
 #define PS_SERVER_SHARD_SERVICE_H_
 
 #include <functional>
+#include <memory>
 
+#include "grpcpp/support/message_allocator.h"
 #include "proto/shard.grpc.pb.h"
 #include "server/shard_core.h"
 
@@ -22,6 +29,9 @@ class ShardServiceImpl final : public ShardService::CallbackService {
  public:
   // `core` is not owned and must outlive the service.
   explicit ShardServiceImpl(ShardCore* core, CallObserver observer = nullptr);
+  ~ShardServiceImpl() override;
+  ShardServiceImpl(const ShardServiceImpl&) = delete;
+  ShardServiceImpl& operator=(const ShardServiceImpl&) = delete;
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx, const CreateJobRequest* req,
                                       CreateJobResponse* resp) override;
@@ -51,8 +61,14 @@ class ShardServiceImpl final : public ShardService::CallbackService {
                                      GetStatsResponse* resp) override;
 
  private:
+  template <typename Req, typename Resp>
+  class MessagePool;
+
   ShardCore* const core_;  // Not owned.
   const CallObserver observer_;
+  // Registered with gRPC; live as long as the service.
+  const std::unique_ptr<MessagePool<PullRequest, PullResponse>> pull_messages_;
+  const std::unique_ptr<MessagePool<PushRequest, PushResponse>> push_messages_;
 };
 
 }  // namespace ps

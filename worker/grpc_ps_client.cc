@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/channel_args.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "common/sync.h"
@@ -395,7 +396,7 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
     auto shard = std::make_unique<Shard>();
     shard->address = std::move(shard_addresses[i]);
     for (int c = 0; c < options.channels_per_shard; ++c) {
-      grpc::ChannelArguments args;
+      grpc::ChannelArguments args = FastReconnectChannelArgs();  // Shards restart.
       args.SetMaxReceiveMessageSize(options.max_message_bytes);
       args.SetMaxSendMessageSize(options.max_message_bytes);
       // A channel of its own subchannel pool (and a distinct argument, which is part of
@@ -403,7 +404,9 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       args.SetInt("ps.channel_index", c);
       shard->stubs.push_back(ShardService::NewStub(grpc::CreateCustomChannel(
-          shard->address, grpc::InsecureChannelCredentials(), args)));
+          shard->address,
+          options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials(),
+          args)));
     }
     shards.push_back(std::move(shard));
   }

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "grpcpp/security/credentials.h"
 #include "proto/shard.grpc.pb.h"
 #include "worker/ps_client.h"
 #include "worker/ps_routing.h"
@@ -58,6 +59,8 @@ class GrpcPsClient final : public PsClient {
     absl::Duration max_backoff = absl::Seconds(2);
     // Largest gRPC message sent or received.
     int max_message_bytes = 256 << 20;
+    // Of every channel (common/tls.h MakeChannelCredentials); nullptr = plaintext.
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
     // Push requests and pull responses kept for reuse (each of chunk_bytes at most),
     // per kind: reused memory is much faster to write than fresh pages.
     int pooled_messages = 32;

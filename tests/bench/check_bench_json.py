@@ -35,6 +35,12 @@ def main(path):
                 elif k in POSITIVE and not (isinstance(row[k], (int, float)) and row[k] > 0):
                     errors.append(f"{mode}[{i}]: {k} = {row[k]!r}, want > 0")
     workers = {(r.get("job"), r.get("workers")) for r in data.get("e2e", [])}
+    # The bundled jobs, the Keras and PyTorch examples included (their data is made by
+    # the bench when absent).
+    for job in ("digits_softmax", "fashion_mnist_mlp", "keras_mirrored_binary",
+                "torch_dataparallel_binary"):
+        if (job, 1) not in workers:
+            errors.append(f"e2e: no rows for job {job}")
     for job in {r.get("job") for r in data.get("e2e", [])}:
         for w in (1, 2):
             if (job, w) not in workers:

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -490,16 +491,45 @@ E2eResult TrainFor(const Args& a, const JobSpec& base, uint32_t workers, uint64_
   return out;
 }
 
-void RunE2e(const Args& a, std::vector<Row>* rows) {
+// Makes the binary examples' data with the generator next to the bench in the
+// runfiles (//deploy/data:gen_binary100) under a temporary root, and returns that
+// root; "" when it cannot.
+std::string GenerateBinaryData() {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string root = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/ps_bench_data");
+  const std::string gen = "deploy/data/gen_binary100";
+  std::error_code ec;
+  if (!std::filesystem::exists(gen, ec)) return "";
+  // Its report goes to stderr: stdout carries the JSON.
+  const std::string cmd = absl::StrCat(gen, " --out_dir=", root, "/deploy/data/binary100 1>&2");
+  if (std::system(cmd.c_str()) != 0) return "";
+  return root;
+}
+
+void RunE2e(const Args& given, std::vector<Row>* rows) {
+  Args a = given;
   std::vector<std::string> jobs = a.e2e_jobs;
-  const std::string source_root = a.data_root.substr(0, a.data_root.find(':'));
+  std::string generated;  // A data root made here, once.
   for (const std::string& path : a.e2e_optional_jobs) {
     absl::StatusOr<JobSpec> spec = ReadSpec(path);
-    std::error_code ec;
-    if (spec.ok() && std::filesystem::exists(source_root + "/" + spec->data().train_path(), ec)) {
+    if (!spec.ok()) continue;
+    auto present = [&] {
+      std::error_code ec;
+      for (absl::string_view root : absl::StrSplit(a.data_root, ':')) {
+        if (std::filesystem::exists(absl::StrCat(root, "/", spec->data().train_path()), ec)) {
+          return true;
+        }
+      }
+      return false;
+    };
+    if (!present() && generated.empty()) {
+      generated = GenerateBinaryData();
+      if (!generated.empty()) a.data_root += ":" + generated;
+    }
+    if (present()) {
       jobs.push_back(path);
     } else {
-      PS_LOG(INFO) << "e2e: skipping " << path << " (its data is not generated)";
+      PS_LOG(INFO) << "e2e: skipping " << path << " (its data could not be generated)";
     }
   }
   for (const std::string& path : jobs) {
