@@ -126,6 +126,8 @@ std::string JobStatusJson(const JobStatus& s) {
   f.push_back(absl::StrCat("\"submit_time_ms\":", s.submit_time_ms()));
   f.push_back(absl::StrCat("\"start_time_ms\":", s.start_time_ms()));
   f.push_back(absl::StrCat("\"end_time_ms\":", s.end_time_ms()));
+  f.push_back(absl::StrCat("\"clocks_redone\":", s.clocks_redone()));
+  f.push_back(absl::StrCat("\"last_recovery_ms\":", s.last_recovery_ms()));
   return absl::StrCat("{", absl::StrJoin(f, ","), "}");
 }
 
@@ -165,7 +167,12 @@ std::string JobStatusText(const JobStatus& s, int64_t now_ms) {
                   s.complete_checkpoint() == 0 ? std::string("none")
                                                : absl::StrCat("clock ", s.complete_checkpoint()),
                   "\n");
-  absl::StrAppend(&out, "recoveries   ", s.recoveries(), "\n");
+  absl::StrAppend(&out, "recoveries   ", s.recoveries());
+  if (s.recoveries() > 0) {
+    absl::StrAppend(&out, " (", s.clocks_redone(), " clocks redone; the last took ",
+                    FormatDuration(s.last_recovery_ms()), ")");
+  }
+  absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "age          ",
                   FormatDuration(s.submit_time_ms() > 0 ? now_ms - s.submit_time_ms() : -1),
                   "\n");

@@ -37,7 +37,8 @@ std::string FormatDuration(int64_t ms);
 //   clock, total_clocks (0 = unknown), loss, samples_per_s,
 //   eval (null, or {examples, loss, accuracy, auc}), target_accuracy,
 //   complete_checkpoint (0 = none), recoveries, submit_time_ms, start_time_ms,
-//   end_time_ms (Unix ms, 0 = not yet).
+//   end_time_ms (Unix ms, 0 = not yet), clocks_redone (by rollbacks),
+//   last_recovery_ms (the last recovery's duration).
 // Numbers are JSON numbers; a NaN or infinite double is null. New keys may be added
 // at the end; existing ones keep their meaning.
 std::string JobStatusJson(const JobStatus& status);

@@ -34,7 +34,8 @@ TEST(FormatTest, JsonHasStableKeysAndEscapes) {
             "\"epoch\":1,\"clock\":50,\"total_clocks\":200,\"loss\":0.25,"
             "\"samples_per_s\":1000,\"eval\":null,\"target_accuracy\":0.8,"
             "\"complete_checkpoint\":0,\"recoveries\":0,\"submit_time_ms\":1000,"
-            "\"start_time_ms\":2000,\"end_time_ms\":0}");
+            "\"start_time_ms\":2000,\"end_time_ms\":0,\"clocks_redone\":0,"
+            "\"last_recovery_ms\":0}");
   s.mutable_eval()->set_accuracy(0.5);
   s.mutable_eval()->set_examples(10);
   s.set_loss(std::numeric_limits<double>::quiet_NaN());

@@ -6,6 +6,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/channel_args.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "grpcpp/grpcpp.h"
@@ -22,12 +23,15 @@ uint64_t NewIncarnation() {
 }  // namespace
 
 MemberLink::MemberLink(std::string coordinator, Member member, ResponseHandler handler,
-                       LoadProbe load)
+                       HeartbeatProbe probe,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials)
     : coordinator_(std::move(coordinator)),
       handler_(std::move(handler)),
-      load_(std::move(load)),
-      stub_(CoordinatorService::NewStub(
-          grpc::CreateChannel(coordinator_, grpc::InsecureChannelCredentials()))),
+      probe_(std::move(probe)),
+      stub_(CoordinatorService::NewStub(grpc::CreateCustomChannel(
+          coordinator_,
+          credentials != nullptr ? credentials : grpc::InsecureChannelCredentials(),
+          FastReconnectChannelArgs()))),
       member_(std::move(member)) {
   member_.set_incarnation(NewIncarnation());
 }
@@ -110,7 +114,7 @@ void MemberLink::Loop(std::function<void(const std::string&)> on_registered) {
         req.set_member_id(member_id_);
         req.set_incarnation(member_.incarnation());
       }
-      if (load_) req.set_load(load_());
+      if (probe_) probe_(&req);
       for (const ShardOrder& o : applied) *req.add_applied_orders() = o;
       HeartbeatResponse resp;
       grpc::ClientContext ctx;

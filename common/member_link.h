@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "common/sync.h"
+#include "grpcpp/security/credentials.h"
 #include "proto/coordinator.grpc.pb.h"
 
 namespace ps {
@@ -29,13 +30,16 @@ class MemberLink {
   // Handles one heartbeat response; returns the shard orders now applied (echoed back
   // to the coordinator until it stops sending them). Runs on the link's thread.
   using ResponseHandler = std::function<std::vector<ShardOrder>(const HeartbeatResponse&)>;
-  // Fills in the member's load before each heartbeat (optional).
-  using LoadProbe = std::function<double()>;
+  // Fills in what the daemon reports in each heartbeat besides the orders it applied:
+  // load, and for shards the checkpoints they hold (optional).
+  using HeartbeatProbe = std::function<void(HeartbeatRequest*)>;
 
   // `member` describes this daemon (role, address, shard_id, device); its incarnation
-  // is chosen here, unique per start.
+  // is chosen here, unique per start. `credentials` of the channel to the coordinator
+  // (common/tls.h); nullptr = plaintext.
   MemberLink(std::string coordinator, Member member, ResponseHandler handler,
-             LoadProbe load = nullptr);
+             HeartbeatProbe probe = nullptr,
+             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~MemberLink();  // Stops the thread.
   MemberLink(const MemberLink&) = delete;
   MemberLink& operator=(const MemberLink&) = delete;
@@ -56,7 +60,7 @@ class MemberLink {
 
   const std::string coordinator_;
   const ResponseHandler handler_;
-  const LoadProbe load_;
+  const HeartbeatProbe probe_;
   std::unique_ptr<CoordinatorService::Stub> stub_;
 
   Mutex mu_;

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # A local cluster on 127.0.0.1: one coordinator, N shards, M workers, each under a
-# supervisor that restarts it when it dies (exponential backoff, 1 s to 30 s).
+# supervisor that restarts it when it dies (exponential backoff, 1 s to 30 s or --max_backoff).
 #
 #   deploy/local_cluster.sh start  [--shards=N] [--workers=N] [--dir=RUNDIR] [--port=P]
 #                                  [--bin=DIR] [--data_root=DIR] [--device=auto|cpu|gpu]
+#                                  [--max_backoff=S] [--coordinator_flags="--f=v ..."]
+#                                  [--shard_flags="..."] [--worker_flags="..."]
 #   deploy/local_cluster.sh stop   [--dir=RUNDIR]
 #   deploy/local_cluster.sh status [--dir=RUNDIR]
 #
 # start returns once every daemon is up and prints "coordinator at 127.0.0.1:PORT".
 # RUNDIR (default /tmp/ps-cluster) holds logs/NAME.log per daemon, logs/supervisor.log
-# (restarts), pids/, and each daemon's RocksDB directory under data/. Binaries come
+# (restarts), pids/, and each daemon's RocksDB directory under data/. The *_flags
+# options add flags (split at spaces) to every daemon of that kind, e.g.
+# --coordinator_flags="--heartbeat_timeout_ms=2000". Binaries come
 # from --bin (default: the workspace's bazel-bin); build them first with
 #   bazel build //server:ps_server //server/coordinator:ps_coordinator //worker:ps_worker //client:psctl
 set -euo pipefail
@@ -24,6 +28,10 @@ PORT=""
 BIN=""
 DATA_ROOT="$ROOT:/usr/share/datasets"
 DEVICE=auto
+MAX_BACKOFF=30
+COORDINATOR_FLAGS=""
+SHARD_FLAGS=""
+WORKER_FLAGS=""
 [ "$cmd" = _supervise ] || for arg in "$@"; do
   case "$arg" in
     --shards=*) SHARDS=${arg#*=} ;;
@@ -33,6 +41,10 @@ DEVICE=auto
     --bin=*) BIN=${arg#*=} ;;
     --data_root=*) DATA_ROOT=${arg#*=} ;;
     --device=*) DEVICE=${arg#*=} ;;
+    --max_backoff=*) MAX_BACKOFF=${arg#*=} ;;
+    --coordinator_flags=*) COORDINATOR_FLAGS=${arg#*=} ;;
+    --shard_flags=*) SHARD_FLAGS=${arg#*=} ;;
+    --worker_flags=*) WORKER_FLAGS=${arg#*=} ;;
     *) echo "local_cluster.sh: unknown argument $arg" >&2; exit 1 ;;
   esac
 done
@@ -48,7 +60,8 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Runs one daemon forever: restart on exit with backoff, until RUNDIR/stopping exists.
+# Runs one daemon forever: restart on exit with backoff (1 s doubling to MAX_BACKOFF),
+# until RUNDIR/stopping exists.
 supervise() {
   local name=$1; shift
   local log=$RUNDIR/logs/$name.log backoff=1
@@ -66,13 +79,14 @@ supervise() {
     echo "$(date '+%F %T') $name (pid $child) exited with status $rc; restarting in ${backoff}s" \
       >>"$RUNDIR/logs/supervisor.log"
     sleep "$backoff"
-    backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
+    backoff=$((backoff * 2 > MAX_BACKOFF ? MAX_BACKOFF : backoff * 2))
   done
 }
 
 launch() {  # launch NAME CMD...: a supervisor in its own session, outliving this script.
   local name=$1; shift
-  setsid "$0" _supervise "--dir=$RUNDIR" "$name" "$@" </dev/null >/dev/null 2>&1 &
+  setsid "$0" _supervise "--dir=$RUNDIR" "--max_backoff=$MAX_BACKOFF" "$name" "$@" \
+    </dev/null >/dev/null 2>&1 &
   echo $! >"$RUNDIR/pids/$name.sup"
 }
 
@@ -109,7 +123,8 @@ start() {
 
   : >"$RUNDIR/logs/coordinator.log"
   launch coordinator "$coordinator" --host=127.0.0.1 --port="$PORT" \
-    --data_dir="$RUNDIR/data/coordinator" --data_root="$DATA_ROOT" --num_shards="$SHARDS"
+    --data_dir="$RUNDIR/data/coordinator" --data_root="$DATA_ROOT" --num_shards="$SHARDS" \
+    $COORDINATOR_FLAGS
   wait_for_line "$RUNDIR/logs/coordinator.log" "listening on" 60
 
   for ((i = 0; i < SHARDS; i++)); do
@@ -117,11 +132,12 @@ start() {
     p=$(free_port)
     : >"$RUNDIR/logs/shard$i.log"
     launch "shard$i" "$shard" --host=127.0.0.1 --port="$p" --shard_id="$i" --num_shards="$SHARDS" \
-      --data_dir="$RUNDIR/data/shard$i" --coordinator="$addr"
+      --data_dir="$RUNDIR/data/shard$i" --coordinator="$addr" $SHARD_FLAGS
   done
   for ((i = 0; i < WORKERS; i++)); do
     : >"$RUNDIR/logs/worker$i.log"
-    launch "worker$i" "$worker" --coordinator="$addr" --device="$DEVICE" --data_root="$DATA_ROOT"
+    launch "worker$i" "$worker" --coordinator="$addr" --device="$DEVICE" --data_root="$DATA_ROOT" \
+      $WORKER_FLAGS
   done
   for ((i = 0; i < SHARDS; i++)); do
     wait_for_line "$RUNDIR/logs/shard$i.log" "registered with the coordinator" 60
@@ -182,13 +198,14 @@ case "$cmd" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  _supervise)  # Internal: _supervise --dir=RUNDIR NAME CMD...
+  _supervise)  # Internal: _supervise --dir=RUNDIR --max_backoff=S NAME CMD...
     RUNDIR=${1#--dir=}
-    shift
+    MAX_BACKOFF=${2#--max_backoff=}
+    shift 2
     supervise "$@"
     ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 1
     ;;
 esac

@@ -528,7 +528,7 @@ std::mutex* CheckpointStore::JobMutex(absl::string_view job) {
 
 absl::StatusOr<uint64_t> CheckpointStore::Write(absl::string_view job, uint64_t clock,
                                                 const std::vector<CheckpointRecord>& records,
-                                                uint32_t keep) {
+                                                uint32_t keep, uint64_t protect) {
   PS_RETURN_IF_ERROR(ValidateJob(job));
   PS_RETURN_IF_ERROR(ValidateRecords(records));
   if (keep == 0) return absl::InvalidArgumentError("keep must be at least 1");
@@ -588,7 +588,7 @@ absl::StatusOr<uint64_t> CheckpointStore::Write(absl::string_view job, uint64_t 
                                absl::StrCat("commit checkpoint ", job, "@", clock)));
 
   PS_RETURN_IF_ERROR(Annotate(
-      Prune(job, keep),
+      Prune(job, keep, protect),
       absl::StrCat("checkpoint ", job, "@", clock, " committed, pruning failed")));
   return payload;
 }
@@ -604,11 +604,25 @@ absl::StatusOr<bool> CheckpointStore::HasKeysInRange(const std::string& begin,
   return it->Valid();
 }
 
-absl::Status CheckpointStore::Prune(absl::string_view job, uint32_t keep) {
+absl::Status CheckpointStore::Prune(absl::string_view job, uint32_t keep, uint64_t protect) {
   PS_ASSIGN_OR_RETURN(std::vector<uint64_t> clocks, List(job));
   if (clocks.size() <= keep) return absl::OkStatus();
   const uint64_t first_kept = clocks[clocks.size() - keep];
-  return DeleteRange(JobPrefix(job), CheckpointKey(job, first_kept));
+  if (protect == 0 || protect >= first_kept ||
+      !std::binary_search(clocks.begin(), clocks.end(), protect)) {
+    return DeleteRange(JobPrefix(job), CheckpointKey(job, first_kept));
+  }
+  // Around the protected checkpoint: below it, and between it and the kept ones.
+  PS_RETURN_IF_ERROR(DeleteRange(JobPrefix(job), CheckpointKey(job, protect)));
+  return DeleteRange(CheckpointEnd(job, protect), CheckpointKey(job, first_kept));
+}
+
+absl::Status CheckpointStore::DeleteNewer(absl::string_view job, uint64_t clock) {
+  PS_RETURN_IF_ERROR(ValidateJob(job));
+  std::lock_guard<std::mutex> job_lock(*JobMutex(job));
+  PS_ASSIGN_OR_RETURN(std::vector<uint64_t> clocks, List(job));
+  if (clocks.empty() || clocks.back() <= clock) return absl::OkStatus();
+  return DeleteRange(CheckpointEnd(job, clock), JobEnd(job));
 }
 
 absl::Status CheckpointStore::DeleteRange(const std::string& begin, const std::string& end) {

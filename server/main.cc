@@ -16,6 +16,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/member_link.h"
+#include "common/tls.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -31,11 +32,23 @@ ABSL_FLAG(int, shard_id, 0, "This shard's id, 0 .. num_shards-1.");
 ABSL_FLAG(int, num_shards, 1, "Shards in the cluster; a job placed over another count is refused.");
 ABSL_FLAG(std::string, data_dir, "", "Directory of this shard's RocksDB checkpoints (required).");
 ABSL_FLAG(std::string, coordinator, "", "host:port of the coordinator; empty runs standalone.");
+ABSL_FLAG(std::string, advertise_address, "",
+          "host:port given to the coordinator for workers to dial instead of the listening "
+          "address (e.g. a proxy in front of this shard); empty = the listening address.");
 ABSL_FLAG(int64_t, memory_budget_mb, 0,
           "Memory for weights and slots; creating tables or rows past it answers "
           "RESOURCE_EXHAUSTED. 0 = unlimited.");
 ABSL_FLAG(int, metrics_port, -1, "Port of the Prometheus /metrics endpoint; -1 = none, 0 = any.");
-ABSL_FLAG(int, max_message_mb, 256, "Largest gRPC message accepted, in MiB.");
+ABSL_FLAG(int, max_message_mb, 256,
+          "Largest gRPC message received or sent, in MiB; a bigger one is refused with "
+          "RESOURCE_EXHAUSTED. Workers send parts of at most 4 MiB.");
+ABSL_FLAG(uint64_t, max_keys_per_call, uint64_t{1} << 22,
+          "Most sparse keys in one pull or push, over all its slices (INVALID_ARGUMENT past it).");
+ABSL_FLAG(uint32_t, max_tables_per_job, 1024,
+          "Most tables one job may create on this shard (RESOURCE_EXHAUSTED past it).");
+ABSL_FLAG(uint64_t, max_sparse_rows_per_table, uint64_t{1} << 28,
+          "Most rows one sparse table may hold on this shard; a pull or push that would "
+          "create more is refused with RESOURCE_EXHAUSTED.");
 
 namespace ps {
 namespace {
@@ -48,6 +61,9 @@ namespace {
 std::vector<ShardOrder> ApplyOrders(ShardCore* shard, const HeartbeatResponse& resp,
                                     std::map<std::string, uint64_t>* done) {
   std::vector<ShardOrder> applied;
+  for (const JobCheckpoints& complete : resp.complete_checkpoints()) {
+    if (complete.clocks_size() > 0) shard->ProtectCheckpoint(complete.job_id(), complete.clocks(0));
+  }
   for (const ShardOrder& order : resp.orders()) {
     absl::Status s;
     auto seen = done->find(order.job_id());
@@ -83,16 +99,55 @@ std::vector<ShardOrder> ApplyOrders(ShardCore* shard, const HeartbeatResponse& r
   return applied;
 }
 
+// Every job's checkpoint clocks, for the coordinator's catalog (level-triggered: a
+// report lost while it was down comes again with the next heartbeat).
+void ListHeldCheckpoints(ShardCore* shard, HeartbeatRequest* req) {
+  constexpr size_t kMaxClocks = 1000;  // JobCheckpoints.clocks' documented bound.
+  for (const std::shared_ptr<ShardJob>& job : shard->Jobs()) {
+    absl::StatusOr<std::vector<uint64_t>> clocks = shard->ListCheckpoints(job->config().job_id);
+    if (!clocks.ok() || clocks->empty()) continue;
+    JobCheckpoints* held = req->add_checkpoints();
+    held->set_job_id(job->config().job_id);
+    const size_t from = clocks->size() > kMaxClocks ? clocks->size() - kMaxClocks : 0;
+    for (size_t i = from; i < clocks->size(); ++i) held->add_clocks((*clocks)[i]);
+  }
+}
+
 int Run() {
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) {
     std::fprintf(stderr, "ps_server: --data_dir is required\n");
     return 1;
   }
+  if (const std::string advertise = absl::GetFlag(FLAGS_advertise_address); !advertise.empty()) {
+    const absl::StatusOr<HostPort> parsed = ParseHostPort(advertise, "--advertise_address");
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "ps_server: %s\n", parsed.status().ToString().c_str());
+      return 1;
+    }
+  }
   const int shard_id = absl::GetFlag(FLAGS_shard_id);
   const int num_shards = absl::GetFlag(FLAGS_num_shards);
   if (num_shards < 1 || shard_id < 0 || shard_id >= num_shards) {
     std::fprintf(stderr, "ps_server: --shard_id must be in [0, --num_shards)\n");
+    return 1;
+  }
+
+  const int max_message_mb = absl::GetFlag(FLAGS_max_message_mb);
+  if (max_message_mb < 1 || max_message_mb > 2047) {
+    std::fprintf(stderr, "ps_server: --max_message_mb must be in [1, 2047]\n");
+    return 1;
+  }
+  const TlsFiles tls = TlsFilesFromFlags();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_creds =
+      MakeServerCredentials(tls);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> channel_creds =
+      MakeChannelCredentials(tls);
+  if (!server_creds.ok() || !channel_creds.ok()) {
+    std::fprintf(stderr, "ps_server: %s\n",
+                 (server_creds.ok() ? channel_creds.status() : server_creds.status())
+                     .ToString()
+                     .c_str());
     return 1;
   }
 
@@ -122,6 +177,9 @@ int Run() {
   ShardCore::Options options;
   options.shard_id = static_cast<uint32_t>(shard_id);
   options.memory_budget_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_memory_budget_mb)) << 20;
+  options.limits.max_keys_per_call = absl::GetFlag(FLAGS_max_keys_per_call);
+  options.limits.max_tables_per_job = absl::GetFlag(FLAGS_max_tables_per_job);
+  options.limits.max_sparse_rows_per_table = absl::GetFlag(FLAGS_max_sparse_rows_per_table);
   options.data_dir = data_dir;
   options.decode_job = JobConfigFromBlob;
   options.decode_table = TableConfigFromBlob;
@@ -159,9 +217,9 @@ int Run() {
   const std::string listen =
       HostPort{absl::GetFlag(FLAGS_host), static_cast<uint16_t>(absl::GetFlag(FLAGS_port))}
           .ToString();
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *server_creds, &port);
   builder.RegisterService(&service);
-  const int max_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
+  const int max_bytes = max_message_mb << 20;
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -187,17 +245,22 @@ int Run() {
     Member me;
     me.set_role(SHARD);
     me.set_shard_id(static_cast<uint32_t>(shard_id));
-    me.set_address(HostPort{absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port)}.ToString());
+    const std::string advertise = absl::GetFlag(FLAGS_advertise_address);
+    me.set_address(advertise.empty()
+                       ? HostPort{absl::GetFlag(FLAGS_host), static_cast<uint16_t>(port)}.ToString()
+                       : advertise);
     ShardCore* shard = core->get();
     member_link = std::make_unique<MemberLink>(
         coordinator, me,
         [shard, done = std::map<std::string, uint64_t>()](const HeartbeatResponse& resp) mutable {
           return ApplyOrders(shard, resp, &done);
         },
-        [shard] {
+        [shard](HeartbeatRequest* req) {
           const uint64_t limit = shard->budget().limit();
-          return limit == 0 ? 0.0 : static_cast<double>(shard->budget().used()) / limit;
-        });
+          req->set_load(limit == 0 ? 0.0 : static_cast<double>(shard->budget().used()) / limit);
+          ListHeldCheckpoints(shard, req);
+        },
+        *channel_creds);
     link.store(member_link.get());
     member_link->Start();
   }
@@ -227,6 +290,7 @@ int main(int argc, char** argv) {
   ps::ParseFlags(argc, argv,
                  "ps_server: one parameter-server shard.\n"
                  "usage: ps_server --port=P --shard_id=I --num_shards=S --data_dir=DIR "
-                 "[--coordinator=HOST:PORT] [--memory_budget_mb=N] [--metrics_port=P]");
+                 "[--coordinator=HOST:PORT] [--memory_budget_mb=N] [--metrics_port=P]\n"
+                 "       [--tls_cert=PEM --tls_key=PEM [--tls_ca=PEM]]");
   return ps::Run();
 }

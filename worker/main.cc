@@ -23,6 +23,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/member_link.h"
+#include "common/tls.h"
 #include "google/protobuf/text_format.h"
 #include "grpcpp/grpcpp.h"
 #include "worker/grpc_ps_client.h"
@@ -37,13 +38,26 @@ ABSL_FLAG(std::string, shards, "", "Standalone mode: shard addresses H:P,H:P in 
 ABSL_FLAG(std::string, device, "auto", "Where to compute: auto (GPU if present), cpu or gpu.");
 ABSL_FLAG(std::string, data_root, ".", "Relative data paths in job specs resolve under it.");
 ABSL_FLAG(int, rpc_timeout_s, 120, "Deadline of each parameter-server call, in seconds.");
+ABSL_FLAG(int, transient_retry_s, 600,
+          "Managed mode: how long a pull or push failing with a transient error (shard "
+          "restarting or unreachable) is repeated before the job is failed, in seconds.");
 
 namespace ps {
 namespace {
 
+// Credentials of every channel (--tls_cert/--tls_key/--tls_ca); Run() checks the
+// flags before any channel is made.
+std::shared_ptr<grpc::ChannelCredentials> ChannelCreds() {
+  static const auto* const creds =
+      new absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>>(
+          MakeChannelCredentials(TlsFilesFromFlags()));
+  return creds->ok() ? **creds : nullptr;
+}
+
 absl::StatusOr<std::unique_ptr<GrpcPsClient>> ConnectShards(const std::vector<std::string>& addrs) {
   GrpcPsClient::Options o;
   o.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
+  o.credentials = ChannelCreds();
   return GrpcPsClient::Connect(addrs, o);
 }
 
@@ -181,6 +195,7 @@ class Assignment {
       options.data_root = absl::GetFlag(FLAGS_data_root);
       options.device = device_;
       options.stop = &stop_;
+      options.transient_retry_s = absl::GetFlag(FLAGS_transient_retry_s);
       status = Train(options, ps->get(), [&](const TrainerProgress& p) {
         PrintProgress(a.job_id(), a.rank(), p);
         return Report(&p, "") && !stop_.load();
@@ -238,7 +253,8 @@ int RunManaged(compute::DeviceChoice device, const std::string& device_name) {
           it = (*it)->done() ? retired.erase(it) : it + 1;
         }
         return std::vector<ShardOrder>();
-      });
+      },
+      nullptr, ChannelCreds());
   link->Start();
   int sig = 0;
   sigwait(&signals, &sig);
@@ -259,6 +275,10 @@ int Run() {
       compute::ParseDeviceChoice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) {
     std::fprintf(stderr, "ps_worker: --device: %s\n", device.status().ToString().c_str());
+    return 1;
+  }
+  if (absl::Status s = MakeChannelCredentials(TlsFilesFromFlags()).status(); !s.ok()) {
+    std::fprintf(stderr, "ps_worker: %s\n", s.ToString().c_str());
     return 1;
   }
   const bool managed = !absl::GetFlag(FLAGS_coordinator).empty();

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -41,6 +43,19 @@ void MakeRefs(const std::vector<model::TableDecl>& tables, std::vector<model::Ta
 
 }  // namespace
 
+bool IsTransientPsError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+      return true;
+    default:
+      return false;
+  }
+}
+
 ShardJobConfig ShardConfigForJob(const std::string& job_id, const JobSpec& spec,
                                  uint32_t num_shards) {
   ShardJobConfig c;
@@ -63,11 +78,35 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
   PS_ASSIGN_OR_RETURN(std::unique_ptr<model::Model> model,
                       model::CreateModelForJob(spec, backend.get()));
   PS_ASSIGN_OR_RETURN(std::vector<TableSpec> tables, model::TablesForJob(spec));
-  PS_ASSIGN_OR_RETURN(uint64_t shard_clock,
-                      ps->SetupJob(ShardConfigForJob(job, spec, ps->num_shards()), tables));
+  // Repeats `call` while it fails with a transient error, for options.transient_retry_s
+  // after the first failure, unless the run is stopped meanwhile.
+  auto persist = [&](const std::string& what,
+                     const std::function<absl::Status()>& call) -> absl::Status {
+    Clock::time_point first_failure;
+    for (int attempt = 0;; ++attempt) {
+      absl::Status s = call();
+      if (s.ok() || !IsTransientPsError(s)) return Annotate(s, what);
+      if (attempt == 0) first_failure = Clock::now();
+      if (Since(first_failure) >= options.transient_retry_s) return Annotate(s, what);
+      if (options.stop != nullptr && options.stop->load()) {
+        return absl::CancelledError(absl::StrCat("job ", job, " stopped during the ", what));
+      }
+      if (attempt == 0) PS_LOG(WARNING) << "job " << job << ": " << what << ": " << s << "; retrying";
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 << std::min(attempt, 4), 500)));
+    }
+  };
+  uint64_t shard_clock = 0;
+  PS_RETURN_IF_ERROR(persist("job set-up", [&]() -> absl::Status {
+    PS_ASSIGN_OR_RETURN(shard_clock,
+                        ps->SetupJob(ShardConfigForJob(job, spec, ps->num_shards()), tables));
+    return absl::OkStatus();
+  }));
   PS_ASSIGN_OR_RETURN(data::DataShard shard,
                       data::DataShard::Create(data.train.num_examples, options.rank,
-                                              spec.num_workers(), spec.batch_size(), spec.seed()));
+                                              spec.num_workers(), spec.batch_size(), spec.seed(),
+                                              spec.data().sharding() == DataSpec::GLOBAL_BATCH
+                                                  ? data::Sharding::kGlobalBatch
+                                                  : data::Sharding::kStrided));
   const uint64_t steps = static_cast<uint64_t>(shard.steps_per_epoch());
   const uint64_t total = steps * spec.epochs();
   const uint64_t start = options.resume_clock;
@@ -98,7 +137,8 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     MakeRefs(decls, &eval_params, &d, &s);
     // In SYNC this waits for every rank's pushes of clock - 1, so the final
     // evaluation sees the finished model.
-    PS_RETURN_IF_ERROR(ps->Pull(job, options.rank, clock, d, s));
+    PS_RETURN_IF_ERROR(persist(absl::StrCat("evaluation pull of clock ", clock),
+                               [&] { return ps->Pull(job, options.rank, clock, d, s); }));
     model::EvalResult r;
     PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->Evaluate(eval_set, eval_params, &r)));
     p->has_eval = true;
@@ -130,15 +170,15 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->PrepareParams(batch, &params)));
     MakeRefs(decls, &params, &dense, &sparse);
     auto t0 = Clock::now();
-    PS_RETURN_IF_ERROR(
-        Annotate(ps->Pull(job, options.rank, clock, dense, sparse), absl::StrCat("pull of clock ", clock)));
+    PS_RETURN_IF_ERROR(persist(absl::StrCat("pull of clock ", clock),
+                               [&] { return ps->Pull(job, options.rank, clock, dense, sparse); }));
     auto t1 = Clock::now();
     double loss = 0;
     PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->ComputeGradients(batch, params, &grads, &loss)));
     auto t2 = Clock::now();
     MakeRefs(decls, &grads, &dense, &sparse);
-    PS_RETURN_IF_ERROR(
-        Annotate(ps->Push(job, options.rank, clock, dense, sparse), absl::StrCat("push of clock ", clock)));
+    PS_RETURN_IF_ERROR(persist(absl::StrCat("push of clock ", clock),
+                               [&] { return ps->Push(job, options.rank, clock, dense, sparse); }));
     auto t3 = Clock::now();
     pull_s += std::chrono::duration<double>(t1 - t0).count();
     compute_s += std::chrono::duration<double>(t2 - t1).count();

@@ -34,7 +34,18 @@ struct TrainerOptions {
   // Checked before every clock; when it reads true the loop ends with CANCELLED.
   // Not owned; may be null.
   const std::atomic<bool>* stop = nullptr;
+  // How long a pull, push or job set-up that keeps failing with a transient error
+  // (IsTransientPsError) is repeated, from the same clock, before the loop gives up
+  // with that error. 0 = give up at once. Managed workers set it: while a shard
+  // restarts, the coordinator rolls the job back and supersedes this run, which then
+  // ends through `stop` instead of failing the job.
+  double transient_retry_s = 0;
 };
+
+// Errors a retry of the same call can outlive: the shard is unreachable or restarting
+// (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED), it was restarted and does not know the
+// job yet (NOT_FOUND), or it was rolled back to another clock (FAILED_PRECONDITION).
+bool IsTransientPsError(const absl::Status& status);
 
 // What the loop tells its owner. Times are seconds spent in this reporting period, per
 // clock on average.

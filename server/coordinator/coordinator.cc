@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <iterator>
 #include <cmath>
 #include <utility>
 
@@ -18,6 +19,7 @@ namespace ps {
 namespace {
 
 constexpr size_t kMaxPartialCheckpoints = 1024;
+constexpr int kMaxHeldCheckpoints = 1000;  // JobCheckpoints.clocks' documented bound.
 constexpr size_t kMaxDeviceBytes = 256;
 constexpr size_t kMaxErrorBytes = 2048;  // Of a worker's error kept as the reason.
 
@@ -116,7 +118,10 @@ absl::Status Coordinator::LoadLocked(StoredState state) {
     const JobStatus& st = job->rec.status();
     job->ranks.resize(st.spec().num_workers());
     for (RankSlot& r : job->ranks) {
-      r.unfilled_since_ms = now;
+      // Workers need a moment to notice the restart and reconnect (their channels
+      // retry at least every second): a heartbeat interval and a second of grace on
+      // top of the timeout before an unclaimed rank counts as lost.
+      r.unfilled_since_ms = now + options_.heartbeat_interval_ms + 1000;
       r.clock = st.clock();
       r.epoch = st.epoch();
     }
@@ -446,6 +451,25 @@ absl::StatusOr<HeartbeatResponse> Coordinator::Heartbeat(const HeartbeatRequest&
         MarkJobLocked(*job, /*sync=*/true, /*notify=*/false, &ch);
       }
     }
+    if (m.m.role() == SHARD) {
+      for (const JobCheckpoints& held : request.checkpoints()) {
+        JobEntry* job = FindJobLocked(held.job_id());
+        if (job == nullptr || !IsActive(job->rec.status().state()) ||
+            held.clocks_size() > kMaxHeldCheckpoints) {
+          continue;
+        }
+        // A shard that has not applied the job's restore order lists the history
+        // being rolled back.
+        const auto& pending = job->rec.order_pending_shards();
+        if (!job->rec.order().drop() &&
+            std::find(pending.begin(), pending.end(), m.m.shard_id()) != pending.end()) {
+          continue;
+        }
+        SetHeldCheckpointsLocked(
+            job, m.m.shard_id(), std::vector<uint64_t>(held.clocks().begin(), held.clocks().end()),
+            &ch);
+      }
+    }
     ScheduleLocked(&ch);  // Does not add or remove members: `m` stays valid.
     if (m.m.role() == WORKER && !m.m.job_id().empty()) {
       JobEntry* job = FindJobLocked(m.m.job_id());
@@ -455,11 +479,21 @@ absl::StatusOr<HeartbeatResponse> Coordinator::Heartbeat(const HeartbeatRequest&
         *a->mutable_spec() = job->rec.status().spec();
         a->set_rank(m.m.rank());
         for (std::string& addr : ShardAddressesLocked()) a->add_shard_addresses(addr);
-        a->set_resume_clock(job->rec.resume_clock());
+        // SYNC/BOUNDED: every rank at the clock rolled back to; ASYNC: each rank at
+        // its own data position (no rollback).
+        a->set_resume_clock(job->rec.status().spec().consistency().mode() == ASYNC
+                                ? job->ranks[m.m.rank()].clock
+                                : job->rec.resume_clock());
         a->set_generation(job->rec.generation());
       }
     } else if (m.m.role() == SHARD) {
       for (const auto& [jseq, job] : jobs_) {
+        const JobStatus& st = job->rec.status();
+        if (IsActive(st.state()) && st.complete_checkpoint() > 0) {
+          JobCheckpoints* complete = response.add_complete_checkpoints();
+          complete->set_job_id(st.job_id());
+          complete->add_clocks(st.complete_checkpoint());
+        }
         const auto& pending = job->rec.order_pending_shards();
         if (std::find(pending.begin(), pending.end(), m.m.shard_id()) != pending.end()) {
           *response.add_orders() = job->rec.order();
@@ -703,14 +737,21 @@ void Coordinator::ScheduleLocked(Changes* ch) {
     if (job->rec.order_pending_shards_size() == 0 && all_filled) {
       st->set_state(RUNNING);
       st->set_recoveries(st->recoveries() + 1);
-      st->set_reason(absl::StrCat("recovered (generation ", job->rec.generation(),
-                                  ") from ",
-                                  job->rec.resume_clock() == 0
-                                      ? std::string("the initial state")
-                                      : absl::StrCat("checkpoint at clock ",
-                                                     job->rec.resume_clock())));
+      if (job->recovery_started_ms > 0) {
+        st->set_last_recovery_ms(clock_->NowMs() - job->recovery_started_ms);
+        job->recovery_started_ms = 0;
+      }
+      st->set_reason(absl::StrCat(
+          "recovered (generation ", job->rec.generation(), ") ",
+          st->spec().consistency().mode() == ASYNC
+              ? std::string("without rollback: each rank resumed at its data position")
+          : job->rec.resume_clock() == 0
+              ? std::string("from the initial state")
+              : absl::StrCat("from checkpoint at clock ", job->rec.resume_clock())));
       job->rec.clear_order();
-      PS_LOG(INFO) << "job " << st->job_id() << ": " << st->reason();
+      PS_LOG(INFO) << "job " << st->job_id() << ": " << st->reason() << " in "
+                   << st->last_recovery_ms() << " ms; " << st->clocks_redone()
+                   << " clocks redone in all";
       MarkJobLocked(*job, true, true, ch);
     }
   }
@@ -748,7 +789,18 @@ void Coordinator::ScheduleLocked(Changes* ch) {
 void Coordinator::StartRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch) {
   JobRecord& rec = job->rec;
   JobStatus* st = rec.mutable_status();
+  if (st->spec().consistency().mode() == ASYNC) {
+    StartAsyncRecoveryLocked(job, why, ch);
+    return;
+  }
   const uint64_t restore = st->complete_checkpoint();
+  uint64_t furthest = st->clock();
+  for (const RankSlot& r : job->ranks) furthest = std::max(furthest, r.clock);
+  if (furthest > restore) st->set_clocks_redone(st->clocks_redone() + (furthest - restore));
+  // A recovery that restarts a recovery keeps the first one's start.
+  if (st->state() != RECOVERING || job->recovery_started_ms == 0) {
+    job->recovery_started_ms = clock_->NowMs();
+  }
   rec.set_generation(rec.generation() + 1);
   rec.set_resume_clock(restore);
   rec.clear_partial_checkpoints();  // Above the restore clock: rolled back.
@@ -772,6 +824,28 @@ void Coordinator::StartRecoveryLocked(JobEntry* job, const std::string& why, Cha
                               restore == 0 ? std::string("the initial state")
                                            : absl::StrCat("checkpoint at clock ", restore),
                               " (generation ", rec.generation(), ")"));
+  PS_LOG(WARNING) << "job " << st->job_id() << " recovering: " << st->reason();
+  MarkJobLocked(*job, true, true, ch);
+}
+
+void Coordinator::StartAsyncRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch) {
+  JobRecord& rec = job->rec;
+  JobStatus* st = rec.mutable_status();
+  if (st->state() != RECOVERING || job->recovery_started_ms == 0) {
+    job->recovery_started_ms = clock_->NowMs();
+  }
+  rec.set_generation(rec.generation() + 1);
+  rec.clear_order();
+  rec.clear_order_pending_shards();
+  for (RankSlot& r : job->ranks) {
+    r.clock = std::max(r.clock, st->clock());
+    r.finished = false;
+    r.samples_per_s = 0;
+  }
+  st->set_state(RECOVERING);
+  st->set_samples_per_s(0);
+  st->set_reason(absl::StrCat(why, "; ASYNC: no rollback, every rank resumes at its data "
+                              "position (generation ", rec.generation(), ")"));
   PS_LOG(WARNING) << "job " << st->job_id() << " recovering: " << st->reason();
   MarkJobLocked(*job, true, true, ch);
 }
@@ -840,6 +914,40 @@ void Coordinator::RecomputeProgressLocked(JobEntry* job) {
   }
 }
 
+void Coordinator::SetHeldCheckpointsLocked(JobEntry* job, uint32_t shard_id,
+                                           const std::vector<uint64_t>& clocks, Changes* ch) {
+  if (shard_id >= options_.num_shards) return;
+  job->held.resize(options_.num_shards);
+  job->held_known.resize(options_.num_shards, false);
+  job->held[shard_id] = clocks;
+  std::sort(job->held[shard_id].begin(), job->held[shard_id].end());
+  job->held_known[shard_id] = true;
+  if (!std::all_of(job->held_known.begin(), job->held_known.end(), [](bool b) { return b; })) {
+    return;
+  }
+  // The newest clock in every shard's list.
+  std::vector<uint64_t> common = job->held[0];
+  for (uint32_t s = 1; s < options_.num_shards && !common.empty(); ++s) {
+    std::vector<uint64_t> both;
+    std::set_intersection(common.begin(), common.end(), job->held[s].begin(), job->held[s].end(),
+                          std::back_inserter(both));
+    common.swap(both);
+  }
+  JobStatus* st = job->rec.mutable_status();
+  if (common.empty() || common.back() <= st->complete_checkpoint()) return;
+  st->set_complete_checkpoint(common.back());
+  st->set_complete_checkpoint_time_ms(clock_->NowMs());
+  auto* partial = job->rec.mutable_partial_checkpoints();
+  google::protobuf::RepeatedPtrField<CheckpointVotes> keep;
+  for (const CheckpointVotes& v : *partial) {
+    if (v.clock() > common.back()) *keep.Add() = v;
+  }
+  partial->Swap(&keep);
+  PS_LOG(INFO) << "job " << st->job_id() << ": checkpoint at clock " << common.back()
+               << " is complete (every shard holds it)";
+  MarkJobLocked(*job, /*sync=*/true, /*notify=*/true, ch);
+}
+
 void Coordinator::AddCheckpointVoteLocked(JobEntry* job, uint32_t shard_id, uint64_t clock) {
   JobRecord& rec = job->rec;
   auto* partial = rec.mutable_partial_checkpoints();
@@ -859,6 +967,7 @@ void Coordinator::AddCheckpointVoteLocked(JobEntry* job, uint32_t shard_id, uint
   }
   if (static_cast<uint32_t>(ids->size()) >= options_.num_shards) {
     rec.mutable_status()->set_complete_checkpoint(clock);
+    rec.mutable_status()->set_complete_checkpoint_time_ms(clock_->NowMs());
     // Everything at or below the new complete clock is settled.
     google::protobuf::RepeatedPtrField<CheckpointVotes> keep;
     for (const CheckpointVotes& v : *partial) {

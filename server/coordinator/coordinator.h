@@ -48,6 +48,11 @@ struct CoordinatorOptions {
 //    checkpoint (0: reset to the initial state), and workers get no assignment until
 //    every shard applied it and every rank has a live worker (idle workers replace
 //    dead ones); then the job is RUNNING again at the restore clock (recoveries+1).
+//    ASYNC jobs are not rolled back: shards keep their state (a restarted shard has
+//    loaded its own latest snapshot, each internally consistent) and each rank
+//    resumes at its last reported clock, its data position; clocks a shard already
+//    has are acknowledged as duplicates, clocks it lost are skipped.
+//  * Recovery figures: JobStatus.clocks_redone and last_recovery_ms.
 //  * After a restart of the coordinator itself, RUNNING jobs keep running: workers
 //    re-register claiming (job, rank, generation) and get their ranks back; ranks not
 //    claimed within heartbeat_timeout_ms count as lost workers.
@@ -148,6 +153,10 @@ class Coordinator {
   struct JobEntry {
     JobRecord rec;
     std::vector<RankSlot> ranks;
+    int64_t recovery_started_ms = 0;  // Of the recovery in progress (not persisted).
+    // Checkpoint clocks each shard last said it holds (heartbeats; not persisted).
+    std::vector<std::vector<uint64_t>> held;
+    std::vector<bool> held_known;
   };
   struct MemberEntry {
     Member m;            // healthy, job_id, rank, last_heartbeat_ms kept current.
@@ -186,12 +195,19 @@ class Coordinator {
   void ScheduleLocked(Changes* ch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartAsyncRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishJobLocked(JobEntry* job, JobState state, const std::string& reason,
                        Changes* ch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoseWorkerLocked(MemberEntry* worker, const std::string& why, Changes* ch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecomputeProgressLocked(JobEntry* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddCheckpointVoteLocked(JobEntry* job, uint32_t shard_id, uint64_t clock)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records the checkpoints a shard holds of a job and raises the job's complete
+  // checkpoint to the newest clock every shard holds.
+  void SetHeldCheckpointsLocked(JobEntry* job, uint32_t shard_id,
+                                const std::vector<uint64_t>& clocks, Changes* ch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::string> ShardAddressesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -5,13 +5,17 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/metrics.h"
 #include "gtest/gtest.h"
+#include "prometheus/metric_family.h"
+#include "server/coordinator/coordinator_metrics.h"
 #include "server/coordinator/clock.h"
 #include "server/coordinator/job_store.h"
 
@@ -474,6 +478,113 @@ TEST_F(CoordinatorTest, ShardRestartRollsBackToCompleteCheckpoint) {
   EXPECT_EQ(Get(job).clock(), 21u);
 }
 
+TEST_F(CoordinatorTest, HeldCheckpointsMakeTheCatalogAndAreProtected) {
+  StartShards();
+  RegisterWorker(1);
+  RegisterWorker(2);
+  const std::string job = Submit(2);
+  auto held = [&](int shard, uint64_t incarnation, std::vector<uint64_t> clocks) {
+    HeartbeatRequest req;
+    req.set_member_id(shard_[shard]);
+    req.set_incarnation(incarnation);
+    JobCheckpoints* h = req.add_checkpoints();
+    h->set_job_id(job);
+    for (uint64_t c : clocks) h->add_clocks(c);
+    auto r = c_->Heartbeat(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.value_or(HeartbeatResponse());
+  };
+  // Reports lost (the coordinator was down): heartbeats carry what each shard holds.
+  held(0, 10, {20, 40, 60});
+  EXPECT_EQ(Get(job).complete_checkpoint(), 0u) << "shard 1 has not said yet";
+  const HeartbeatResponse r = held(1, 11, {40, 60, 80});
+  JobStatus st = Get(job);
+  EXPECT_EQ(st.complete_checkpoint(), 60u) << "the newest clock both hold";
+  EXPECT_GT(st.complete_checkpoint_time_ms(), 0);
+  // Shards hear the complete clock, which their pruning keeps.
+  const HeartbeatResponse r0 = held(0, 10, {40, 60, 80, 100});
+  ASSERT_EQ(r0.complete_checkpoints_size(), 1);
+  EXPECT_EQ(r0.complete_checkpoints(0).job_id(), job);
+  ASSERT_EQ(r0.complete_checkpoints(0).clocks_size(), 1);
+  EXPECT_EQ(r0.complete_checkpoints(0).clocks(0), 80u) << "what this heartbeat made complete";
+  EXPECT_EQ(Get(job).complete_checkpoint(), 80u);
+  // It never goes back when a shard holds less (pruned).
+  held(1, 11, {100});
+  EXPECT_EQ(Get(job).complete_checkpoint(), 100u);
+  held(0, 10, {20});
+  EXPECT_EQ(Get(job).complete_checkpoint(), 100u);
+}
+
+TEST_F(CoordinatorTest, RecoveryFiguresAndMetrics) {
+  auto metrics_server = MetricsServer::Start(MetricsServer::Options());
+  ASSERT_TRUE(metrics_server.ok());
+  auto metrics = CoordinatorMetrics::Create(metrics_server->get());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  StartShards();
+  const std::string w0 = RegisterWorker(1), w1 = RegisterWorker(2);
+  const std::string job = Submit(2);
+  Report(job, 0, 0, 30);
+  Report(job, 1, 0, 28);
+  ASSERT_TRUE(Checkpoint(job, 0, 20).ok());
+  ASSERT_TRUE(Checkpoint(job, 1, 20).ok());
+  shard_[1] = RegisterShard(1, 12);  // Restarted: roll back to 20.
+  clock_.AdvanceMs(250);
+  const HeartbeatResponse h = Beat(shard_[0], 10);
+  ASSERT_EQ(h.orders_size(), 1);
+  Beat(shard_[0], 10, {h.orders(0)});
+  Beat(shard_[1], 12, {h.orders(0)});
+  JobStatus st = Get(job);
+  ASSERT_EQ(st.state(), RUNNING);
+  EXPECT_EQ(st.clocks_redone(), 10u) << "rank 0 was at 30, back to 20";
+  EXPECT_EQ(st.last_recovery_ms(), 250);
+  (*metrics)->Refresh(*c_, 1000);
+  std::map<std::string, double> values;
+  for (const prometheus::MetricFamily& f : (*metrics_server)->registry().Collect()) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      std::string key = f.name;
+      for (const prometheus::ClientMetric::Label& l : m.label) key += "," + l.name + "=" + l.value;
+      values[key] = m.counter.value + m.gauge.value + static_cast<double>(m.histogram.sample_count);
+    }
+  }
+  EXPECT_EQ(values["ps_coordinator_job_recoveries_total,job=" + job], 1);
+  EXPECT_EQ(values["ps_coordinator_clocks_redone_total,job=" + job], 10);
+  EXPECT_EQ(values["ps_coordinator_recovery_seconds"], 1) << "one recovery observed";
+  EXPECT_EQ(values["ps_coordinator_jobs,state=RUNNING"], 1);
+  EXPECT_EQ(values["ps_coordinator_members,healthy=true,role=shard"], 2);
+  EXPECT_EQ(values["ps_coordinator_job_checkpoint_clock,job=" + job], 20);
+  // A second refresh adds nothing that did not change.
+  (*metrics)->Refresh(*c_, 2000);
+  for (const prometheus::MetricFamily& f : (*metrics_server)->registry().Collect()) {
+    if (f.name != "ps_coordinator_job_recoveries_total") continue;
+    ASSERT_EQ(f.metric.size(), 1u);
+    EXPECT_EQ(f.metric[0].counter.value, 1);
+  }
+}
+
+TEST_F(CoordinatorTest, AsyncJobsResumeEachRankAtItsPositionWithoutRollback) {
+  StartShards();
+  const std::string w0 = RegisterWorker(1), w1 = RegisterWorker(2);
+  JobSpec spec = Spec(2);
+  spec.mutable_consistency()->set_mode(ASYNC);
+  auto id = c_->SubmitJob(spec);
+  ASSERT_TRUE(id.ok());
+  const std::string job = *id;
+  Report(job, 0, 0, 40);
+  Report(job, 1, 0, 25);
+  shard_[0] = RegisterShard(0, 99);  // Restarted.
+  JobStatus st = Get(job);
+  EXPECT_EQ(st.state(), RUNNING) << "no restore orders to wait for: " << st.reason();
+  EXPECT_EQ(st.recoveries(), 1u);
+  EXPECT_EQ(st.clocks_redone(), 0u);
+  EXPECT_EQ(Beat(shard_[0], 99).orders_size(), 0);
+  const HeartbeatResponse a0 = Beat(w0, 1), a1 = Beat(w1, 2);
+  ASSERT_EQ(a0.assignments_size(), 1);
+  ASSERT_EQ(a1.assignments_size(), 1);
+  EXPECT_EQ(a0.assignments(0).generation(), 1u);
+  EXPECT_EQ(a0.assignments(0).resume_clock(), 40u);
+  EXPECT_EQ(a1.assignments(0).resume_clock(), 25u);
+}
+
 TEST_F(CoordinatorTest, DeadWorkerIsReplacedBySpare) {
   StartShards();
   const std::string w0 = RegisterWorker(1), w1 = RegisterWorker(2);
@@ -595,7 +706,14 @@ TEST_F(CoordinatorTest, UnclaimedRankAfterRestartIsRecovered) {
   const std::string spare = RegisterWorker(5);
   EXPECT_EQ(Get(job).state(), RUNNING) << "grace period for the old worker";
   EXPECT_EQ(Beat(spare, 5).assignments_size(), 0);
-  clock_.AdvanceMs(600);
+  // Grace after a restart: the timeout, an interval and a second for reconnecting.
+  clock_.AdvanceMs(1300);
+  Beat(spare, 5);
+  Beat(shard_[0], 10);
+  Beat(shard_[1], 11);
+  c_->Tick();
+  EXPECT_EQ(Get(job).state(), RUNNING) << "still in the grace period";
+  clock_.AdvanceMs(400);
   Beat(spare, 5);
   Beat(shard_[0], 10);
   Beat(shard_[1], 11);
