@@ -14,15 +14,17 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/util/process_cluster.h"
 #include "tests/util/subprocess.h"
 
 namespace ps {
 namespace {
 
-using ::ps::testing::Daemon;
+using ::ps::testing::LastLine;
 using ::ps::testing::Runfile;
 
 class ClusterTest : public ::testing::Test {
@@ -30,51 +32,13 @@ class ClusterTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::string(std::getenv("TEST_TMPDIR")) + "/" +
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    ::mkdir(dir_.c_str(), 0755);
     root_ = ps::testing::SourceRoot("tests/data/digits.csv.gz");
-    StartCoordinator(0);
-    for (int i = 0; i < 2; ++i) {
-      shards_.push_back(std::make_unique<Daemon>());
-      ASSERT_TRUE(shards_.back()
-                      ->Start({Runfile("server/ps_server"), "--port=0",
-                               "--shard_id=" + std::to_string(i), "--num_shards=2",
-                               "--data_dir=" + dir_ + "/shard" + std::to_string(i),
-                               "--coordinator=" + coordinator_->address()},
-                              dir_ + ".shard" + std::to_string(i) + ".log")
-                      .ok());
-    }
-    for (int i = 0; i < 3; ++i) {
-      workers_.push_back(ps::testing::Spawn(
-          {Runfile("worker/ps_worker"), "--coordinator=" + coordinator_->address(),
-           "--device=cpu", "--data_root=" + root_},
-          dir_ + ".worker" + std::to_string(i) + ".log"));
-    }
+    cluster_ = std::make_unique<ps::testing::ProcessCluster>(dir_, root_);
+    ASSERT_TRUE(cluster_->Start(/*shards=*/2, /*workers=*/3).ok());
   }
 
-  void TearDown() override {
-    for (pid_t w : workers_) {
-      kill(w, SIGTERM);
-      ps::testing::Wait(w);
-    }
-    for (auto& s : shards_) s->Kill(SIGTERM);
-    coordinator_->Kill(SIGTERM);
-  }
-
-  void StartCoordinator(int port) {
-    coordinator_ = std::make_unique<Daemon>();
-    ASSERT_TRUE(coordinator_
-                    ->Start({Runfile("server/coordinator/ps_coordinator"),
-                             "--port=" + std::to_string(port), "--data_dir=" + dir_ + "/coord",
-                             "--data_root=" + root_, "--num_shards=2"},
-                            dir_ + ".coordinator.log")
-                    .ok());
-  }
-
-  // Runs psctl; returns its exit code and stdout.
   int Psctl(std::vector<std::string> args, std::string* out) {
-    args.insert(args.begin(), {Runfile("client/psctl"), "--coordinator=" + coordinator_->address()});
-    const int status = ps::testing::RunCommand(args, out, dir_ + ".psctl.log");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return cluster_->Psctl(std::move(args), out);
   }
 
   // The bundled digits job with the top-level fields named in `edits` replaced by them.
@@ -121,16 +85,9 @@ class ClusterTest : public ::testing::Test {
     return out;
   }
 
-  static std::string LastLine(const std::string& s) {
-    std::string t = s;
-    while (!t.empty() && t.back() == '\n') t.pop_back();
-    return t.substr(t.rfind('\n') == std::string::npos ? 0 : t.rfind('\n') + 1);
-  }
 
   std::string dir_, root_;
-  std::unique_ptr<Daemon> coordinator_;
-  std::vector<std::unique_ptr<Daemon>> shards_;
-  std::vector<pid_t> workers_;
+  std::unique_ptr<ps::testing::ProcessCluster> cluster_;
 };
 
 TEST_F(ClusterTest, JobsThroughPsctl) {
@@ -215,10 +172,11 @@ TEST_F(ClusterTest, CoordinatorSigkillMidJob) {
     }
     ps::testing::RunCommand({"/bin/sleep", "0.1"}, &out);
   }
-  const std::string address = coordinator_->address();
-  coordinator_->Kill(SIGKILL);
-  StartCoordinator(std::atoi(address.substr(address.rfind(':') + 1).c_str()));
-  ASSERT_EQ(coordinator_->address(), address);
+  const std::string address = cluster_->coordinator().address();
+  cluster_->coordinator().Kill(SIGKILL);
+  ASSERT_TRUE(
+      cluster_->StartCoordinator(std::atoi(address.substr(address.rfind(':') + 1).c_str())).ok());
+  ASSERT_EQ(cluster_->coordinator().address(), address);
   EXPECT_EQ(Psctl({"watch", job}, &out), 0) << out;
   ASSERT_EQ(Psctl({"list"}, &out), 0);
   EXPECT_NE(out.find(first), std::string::npos) << out;

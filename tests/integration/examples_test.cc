@@ -23,16 +23,18 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "client/npz_reader.h"
 #include "gtest/gtest.h"
+#include "tests/util/process_cluster.h"
 #include "tests/util/subprocess.h"
 
 namespace ps {
 namespace {
 
-using ::ps::testing::Daemon;
+using ::ps::testing::LastLine;
 using ::ps::testing::Runfile;
 
 constexpr const char* kKerasJob = "deploy/jobs/keras_mirrored_binary.textproto";
@@ -54,53 +56,12 @@ class ExamplesTest : public ::testing::Test {
     ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << out;
     std::printf("%s", out.c_str());
 
-    coordinator_ = std::make_unique<Daemon>();
-    ASSERT_TRUE(coordinator_
-                    ->Start({Runfile("server/coordinator/ps_coordinator"), "--port=0",
-                             "--data_dir=" + dir_ + "/coord", "--data_root=" + root_,
-                             "--num_shards=2"},
-                            dir_ + ".coordinator.log")
-                    .ok());
-    for (int i = 0; i < 2; ++i) {
-      shards_.push_back(std::make_unique<Daemon>());
-      ASSERT_TRUE(shards_.back()
-                      ->Start({Runfile("server/ps_server"), "--port=0",
-                               "--shard_id=" + std::to_string(i), "--num_shards=2",
-                               "--data_dir=" + dir_ + "/shard" + std::to_string(i),
-                               "--coordinator=" + coordinator_->address()},
-                              dir_ + ".shard" + std::to_string(i) + ".log")
-                      .ok());
-    }
-    for (int i = 0; i < 2; ++i) {
-      workers_.push_back(ps::testing::Spawn(
-          {Runfile("worker/ps_worker"), "--coordinator=" + coordinator_->address(),
-           "--device=cpu", "--data_root=" + root_},
-          dir_ + ".worker" + std::to_string(i) + ".log"));
-    }
+    cluster_ = std::make_unique<ps::testing::ProcessCluster>(dir_, root_);
+    ASSERT_TRUE(cluster_->Start(/*shards=*/2, /*workers=*/2).ok());
   }
 
-  void TearDown() override {
-    for (pid_t w : workers_) {
-      kill(w, SIGTERM);
-      ps::testing::Wait(w);
-    }
-    for (auto& s : shards_) s->Kill(SIGTERM);
-    if (coordinator_ != nullptr) coordinator_->Kill(SIGTERM);
-  }
-
-  // Runs psctl; returns its exit code and stdout.
   int Psctl(std::vector<std::string> args, std::string* out) {
-    args.insert(args.begin(),
-                {Runfile("client/psctl"), "--coordinator=" + coordinator_->address()});
-    const int status = ps::testing::RunCommand(args, out, dir_ + ".psctl.log");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-  static std::string LastLine(const std::string& s) {
-    std::string t = s;
-    while (!t.empty() && t.back() == '\n') t.pop_back();
-    const size_t nl = t.rfind('\n');
-    return nl == std::string::npos ? t : t.substr(nl + 1);
+    return cluster_->Psctl(std::move(args), out);
   }
 
   // Submits `spec_path`, waits for the end; `*json` gets `psctl status ID --json`.
@@ -157,9 +118,7 @@ class ExamplesTest : public ::testing::Test {
   }
 
   std::string dir_, root_;
-  std::unique_ptr<Daemon> coordinator_;
-  std::vector<std::unique_ptr<Daemon>> shards_;
-  std::vector<pid_t> workers_;
+  std::unique_ptr<ps::testing::ProcessCluster> cluster_;
 };
 
 double JsonNumber(const std::string& json, const std::string& pattern) {
