@@ -10,7 +10,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "server/convert.h"
 
 namespace ps::bench {
 
@@ -102,42 +101,6 @@ double MemcpyGbps(size_t bytes) {
     std::swap(a, b);
   }
   return best;
-}
-
-LocalCluster::LocalCluster(int num_shards, const std::string& dir) {
-  for (int i = 0; i < num_shards; ++i) {
-    auto shard = std::make_unique<Shard>();
-    ShardCore::Options o;
-    o.shard_id = static_cast<uint32_t>(i);
-    o.data_dir = absl::StrCat(dir, "/shard", i);
-    o.decode_job = JobConfigFromBlob;
-    o.decode_table = TableConfigFromBlob;
-    absl::StatusOr<std::unique_ptr<ShardCore>> core = ShardCore::Open(std::move(o));
-    PS_CHECK(core.ok()) << core.status();
-    shard->core = *std::move(core);
-    shard->service = std::make_unique<ShardServiceImpl>(shard->core.get());
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(shard->service.get());
-    builder.SetMaxReceiveMessageSize(256 << 20);
-    builder.SetMaxSendMessageSize(256 << 20);
-    shard->server = builder.BuildAndStart();
-    PS_CHECK(shard->server != nullptr && port != 0) << "cannot listen on 127.0.0.1";
-    addresses_.push_back(absl::StrCat("127.0.0.1:", port));
-    shards_.push_back(std::move(shard));
-  }
-}
-
-LocalCluster::~LocalCluster() {
-  for (auto& s : shards_) s->core->CloseAll();
-  for (auto& s : shards_) s->server->Shutdown();
-  for (auto& s : shards_) {
-    s->core->Drain();
-    s->server.reset();
-    s->service.reset();
-    s->core.reset();
-  }
 }
 
 }  // namespace ps::bench

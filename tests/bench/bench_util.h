@@ -11,9 +11,6 @@
 #include <variant>
 #include <vector>
 
-#include "grpcpp/grpcpp.h"
-#include "server/shard_core.h"
-#include "server/shard_service.h"
 
 namespace ps::bench {
 
@@ -51,28 +48,6 @@ std::string BenchDir(const std::string& name);
 
 // GB/s (1e9 bytes) of memcpy between two warm buffers of `bytes`, best of a few runs.
 double MemcpyGbps(size_t bytes);
-
-// `num_shards` ShardCores in this process, each behind the real ShardServiceImpl on its
-// own gRPC server at 127.0.0.1 (port 0), checkpoints under `dir`/shard<i>. Aborts when
-// a shard cannot start (a bench has nothing to measure without it).
-class LocalCluster {
- public:
-  LocalCluster(int num_shards, const std::string& dir);
-  ~LocalCluster();
-  LocalCluster(const LocalCluster&) = delete;
-  LocalCluster& operator=(const LocalCluster&) = delete;
-
-  const std::vector<std::string>& addresses() const { return addresses_; }
-
- private:
-  struct Shard {
-    std::unique_ptr<ShardCore> core;
-    std::unique_ptr<ShardServiceImpl> service;
-    std::unique_ptr<grpc::Server> server;
-  };
-  std::vector<std::unique_ptr<Shard>> shards_;
-  std::vector<std::string> addresses_;
-};
 
 }  // namespace ps::bench
 

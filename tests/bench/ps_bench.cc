@@ -37,6 +37,7 @@
 #include "tests/bench/bench_util.h"
 #include "tests/bench/echo.h"
 #include "worker/grpc_ps_client.h"
+#include "worker/ps_client_testing.h"
 #include "worker/trainer.h"
 
 namespace ps::bench {
@@ -191,9 +192,9 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
     }
   }
   for (int shards : {1, 2}) {
-    LocalCluster cluster(shards, BenchDir(absl::StrCat("dense", shards)));
+    std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("dense", shards)));
     std::vector<std::unique_ptr<GrpcPsClient>> clients =
-        Clients(cluster.addresses(), max_clients);
+        Clients(cluster->addresses(), max_clients);
     for (uint64_t floats : sizes) {
       const std::string job = absl::StrCat("dense", floats);
       if (auto s = clients[0]->SetupJob(AsyncJob(job, max_clients),
@@ -304,8 +305,8 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
   keys["uniform"] = KeySets(false, 0, 0, n, sets);
   keys["zipf1.1"] = KeySets(true, 1.1, a.quick ? uint64_t{1} << 18 : uint64_t{1} << 22, n, sets);
   for (int shards : shard_counts) {
-    LocalCluster cluster(shards, BenchDir(absl::StrCat("sparse", shards)));
-    std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster.addresses(), 1)[0]);
+    std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("sparse", shards)));
+    std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster->addresses(), 1)[0]);
     for (uint32_t dim : {16u, 64u}) {
       const double memcpy_gbps = MemcpyGbps(n * dim * sizeof(float));
       for (const auto& [dist, key_sets] : keys) {
@@ -377,8 +378,8 @@ void RunLatency(const Args& a, std::vector<Row>* rows) {
     if (raw.empty()) Fail("echo", absl::UnavailableError("echo failed"));
   }
   const double raw_p50 = Quantile(&raw, 0.5), raw_p99 = Quantile(&raw, 0.99);
-  LocalCluster cluster(1, BenchDir("latency"));
-  std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster.addresses(), 1)[0]);
+  std::unique_ptr<TestCluster> cluster = TestCluster::Start(1, BenchDir("latency"));
+  std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster->addresses(), 1)[0]);
   const std::string job = "latency";
   if (auto s = client->SetupJob(AsyncJob(job, 1), {Table("w", TableSpec::DENSE, floats, 0)});
       !s.ok()) {
@@ -449,8 +450,8 @@ E2eResult TrainFor(const Args& a, const JobSpec& base, uint32_t workers, uint64_
   spec.mutable_eval()->set_every_clocks(0);
   spec.clear_checkpoint();
   spec.set_epochs(std::max<uint32_t>(spec.epochs(), 1000));  // The clock cap ends it.
-  LocalCluster cluster(2, BenchDir(job));
-  std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster.addresses(), workers);
+  std::unique_ptr<TestCluster> cluster = TestCluster::Start(2, BenchDir(job));
+  std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), workers);
   struct Sums {
     double iter = 0, pull = 0, push = 0, compute = 0;
     uint64_t clocks = 0;
@@ -580,8 +581,8 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
     ShardCheckpoint cp;
     double stall_ms = 0, base_ms = 0;
     {
-      LocalCluster cluster(1, BenchDir("checkpoint_shard"));
-      std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster.addresses(), 2);
+      std::unique_ptr<TestCluster> cluster = TestCluster::Start(1, BenchDir("checkpoint_shard"));
+      std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), 2);
       const std::string job = "ckpt";
       if (auto s = clients[0]->SetupJob(AsyncJob(job, 1), {Table("w", TableSpec::DENSE, floats, 0)});
           !s.ok()) {
