@@ -80,5 +80,25 @@ TEST(PackingTest, FindsNonFinite) {
   EXPECT_EQ(FirstNonFinitePacked(PackFloats(v)), 2);
 }
 
+TEST(PackingTest, FindsTheFirstNonFiniteAcrossScanBlocks) {
+  // The packed scan goes block by block; hits at and around block edges, in later
+  // blocks, and the largest finite values (exponent 0xfe) that must not count.
+  std::vector<float> v(1000, std::numeric_limits<float>::max());
+  v[7] = -std::numeric_limits<float>::max();
+  EXPECT_EQ(FirstNonFinitePacked(PackFloats(v)), -1);
+  for (size_t at : {size_t{0}, size_t{255}, size_t{256}, size_t{700}, size_t{999}}) {
+    std::vector<float> w = v;
+    w[at] = std::numeric_limits<float>::infinity();
+    if (at + 1 < w.size()) w[at + 1] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_EQ(FirstNonFinitePacked(PackFloats(w)), static_cast<int64_t>(at)) << at;
+  }
+  // A misaligned view (requests are not aligned) and an empty one.
+  std::string bytes = "x" + PackFloats(v);
+  bytes.back() = '\x7f';  // The last float's top byte: exponent all ones with the next.
+  bytes[bytes.size() - 2] = '\x80';
+  EXPECT_EQ(FirstNonFinitePacked(absl::string_view(bytes).substr(1)), 999);
+  EXPECT_EQ(FirstNonFinitePacked(""), -1);
+}
+
 }  // namespace
 }  // namespace ps
