@@ -225,10 +225,9 @@ void ShardCore::WriterLoop() {
       if (it != protected_.end()) protect = it->second;
     }
     const auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<uint64_t> bytes =
-        store_->Write(task.snapshot.job_id, task.snapshot.clock,
-                      ToStoreRecords(std::move(task.snapshot.records)), task.snapshot.keep,
-                      protect);
+    std::vector<CheckpointRecord> records = ToStoreRecords(std::move(task.snapshot.records));
+    absl::StatusOr<uint64_t> bytes = store_->Write(task.snapshot.job_id, task.snapshot.clock,
+                                                   records, task.snapshot.keep, protect);
     info.write_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                               std::chrono::steady_clock::now() - start)
                                               .count());
@@ -248,6 +247,15 @@ void ShardCore::WriterLoop() {
                     << ": checkpoint at clock " << info.clock << " failed: " << bytes.status();
     }
     if (task.done) task.done(std::move(result));
+    // The written buffers serve the job's next snapshot (ShardJob::Recycle).
+    if (absl::StatusOr<std::shared_ptr<ShardJob>> job = FindJob(info.job_id); job.ok()) {
+      std::vector<StateRecord> back;
+      back.reserve(records.size());
+      for (CheckpointRecord& r : records) {
+        back.push_back(StateRecord{std::move(r.name), std::move(r.bytes)});
+      }
+      (*job)->Recycle(std::move(back));
+    }
     MutexLock lock(&queue_mu_);
     --writing_;
     queue_cv_.SignalAll();

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/huge_pages.h"
 #include "common/packing.h"
 #include "common/partition.h"
 #include "server/bytes.h"
@@ -31,6 +33,11 @@ struct ShardJob::Parsed {
 };
 
 namespace {
+
+// The checkpoint record of a table's state.
+std::string StateRecordName(absl::string_view table) {
+  return absl::StrCat("table/", table, "/state");
+}
 
 constexpr uint64_t kMaxSliceElements = uint64_t{1} << 28;
 constexpr uint64_t kMaxSliceKeys = uint64_t{1} << 22;
@@ -567,8 +574,40 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
 }
 
 JobSnapshot ShardJob::Snapshot() {
+  // Map the buffers first, outside the lock (on this machine kind a fresh page costs
+  // ~20 µs; a 256 MiB table is 65,536 of them), then copy under the lock.
+  std::vector<std::pair<std::string, uint64_t>> needed;
+  {
+    ReaderMutexLock lock(&mu_);
+    for (const auto& [name, t] : tables_) needed.emplace_back(StateRecordName(name), t->StateBytes());
+  }
+  for (const auto& [record, bytes] : needed) {
+    std::string buffer;
+    {
+      MutexLock lock(&spare_mu_);
+      auto it = spare_.find(record);
+      if (it != spare_.end()) buffer = std::move(it->second);
+    }
+    if (buffer.capacity() < bytes) {
+      buffer = std::string();
+      ReserveHuge(&buffer, bytes);
+      buffer.resize(bytes);  // Touches every page.
+    }
+    MutexLock lock(&spare_mu_);
+    spare_[record] = std::move(buffer);
+  }
   ReaderMutexLock lock(&mu_);
   return SnapshotLocked();
+}
+
+void ShardJob::Recycle(std::vector<StateRecord> records) {
+  MutexLock lock(&spare_mu_);
+  spare_.clear();  // Of tables that may have been dropped since.
+  for (StateRecord& r : records) {
+    if (absl::StartsWith(r.name, "table/") && absl::EndsWith(r.name, "/state")) {
+      spare_[r.name] = std::move(r.bytes);
+    }
+  }
 }
 
 JobSnapshot ShardJob::SnapshotLocked() {
@@ -602,7 +641,17 @@ JobSnapshot ShardJob::SnapshotLocked() {
   snap.records.push_back(StateRecord{"state", std::move(state)});
   for (const auto& [name, t] : tables_) {
     snap.records.push_back(StateRecord{"table/" + name + "/spec", t->config().spec_blob});
-    snap.records.push_back(StateRecord{"table/" + name + "/state", t->SaveState()});
+    StateRecord state{StateRecordName(name), std::string()};
+    {
+      MutexLock spare_lock(&spare_mu_);
+      auto it = spare_.find(state.name);
+      if (it != spare_.end()) {
+        state.bytes = std::move(it->second);
+        spare_.erase(it);
+      }
+    }
+    t->SaveStateInto(&state.bytes);
+    snap.records.push_back(std::move(state));
   }
   snap.pause_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - start)

@@ -173,8 +173,13 @@ class ShardJob {
   absl::StatusOr<PushResult> Push(const PushArgs& args);
 
   // Copies the state under the lock; the caller writes it. Clock: SYNC the applied
-  // clock, else the slowest rank's clock.
+  // clock, else the slowest rank's clock. The buffers the copy goes into are prepared
+  // (mapped) before the lock is taken, so the lock is held for the copy alone.
   JobSnapshot Snapshot();
+  // Gives back the records of a snapshot once written: the next snapshot copies the
+  // tables into these buffers, whose memory is already mapped. The job keeps at most
+  // one set (the size of its tables' state) between checkpoints.
+  void Recycle(std::vector<StateRecord> records);
   // Replaces the state with a snapshot's records (tables must exist with equal
   // configs; missing ones are created from `table_configs`). Buffered SYNC pushes are
   // dropped. DATA_LOSS when the records are malformed (state unchanged).
@@ -236,6 +241,11 @@ class ShardJob {
   MemoryBudget* const budget_;  // Not owned.
   const SnapshotSink sink_;
   const ShardLimits limits_;
+
+  // Buffers for the next snapshot's table states, by record name. Taken while `mu_`
+  // may be held: never acquire `mu_` while holding `spare_mu_`.
+  Mutex spare_mu_;
+  std::map<std::string, std::string, std::less<>> spare_ ABSL_GUARDED_BY(spare_mu_);
 
   mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Table>, std::less<>> tables_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/huge_pages.h"
 #include "server/bytes.h"
 
 namespace ps {
@@ -137,8 +138,24 @@ void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> g
   }
 }
 
+uint64_t Table::StateBytes() const {
+  const uint64_t values = weights_.size() * (1 + static_cast<uint64_t>(num_slots_));
+  return 8 + 4 + 8 + (config_.sparse ? keys_.size() * 8 : 0) + values * sizeof(float);
+}
+
 std::string Table::SaveState() const {
   std::string out;
+  SaveStateInto(&out);
+  return out;
+}
+
+void Table::SaveStateInto(std::string* buffer) const {
+  std::string& out = *buffer;
+  out.clear();
+  // Snapshots are taken under the job's lock: when the buffer is new, its memory is
+  // advised for huge pages, so the lock is held for the copy and not for hundreds of
+  // thousands of page faults.
+  if (out.capacity() < StateBytes()) ReserveHuge(&out, StateBytes());
   ByteWriter w(&out);
   w.U64(step_);
   w.U32(static_cast<uint32_t>(num_slots_));
@@ -146,7 +163,7 @@ std::string Table::SaveState() const {
     w.U64(local_count_);
     w.Raw(weights_.data(), weights_.size() * sizeof(float));
     for (const auto& s : slots_) w.Raw(s.data(), s.size() * sizeof(float));
-    return out;
+    return;
   }
   // Rows by ascending key, so equal states give equal bytes whatever the insertion order.
   std::vector<uint64_t> order(keys_.size());
@@ -154,14 +171,12 @@ std::string Table::SaveState() const {
   std::sort(order.begin(), order.end(),
             [this](uint64_t a, uint64_t b) { return keys_[a] < keys_[b]; });
   const uint32_t dim = config_.dim;
-  out.reserve(out.size() + 8 + order.size() * (8 + dim * 4 * (1 + num_slots_)));
   w.U64(order.size());
   for (uint64_t i : order) w.U64(keys_[i]);
   for (uint64_t i : order) w.Raw(weights_.data() + i * dim, dim * sizeof(float));
   for (const auto& s : slots_) {
     for (uint64_t i : order) w.Raw(s.data() + i * dim, dim * sizeof(float));
   }
-  return out;
 }
 
 absl::Status Table::LoadState(absl::string_view bytes) {

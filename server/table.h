@@ -86,6 +86,10 @@ class Table {
   // ascending key), and the reverse. LoadState replaces everything; DATA_LOSS when the
   // bytes do not fit this table's shape.
   std::string SaveState() const;
+  // As SaveState, into `out` (replacing its contents, reusing its capacity).
+  void SaveStateInto(std::string* out) const;
+  // The size of SaveState().
+  uint64_t StateBytes() const;
   absl::Status LoadState(absl::string_view bytes);
 
   // FNV-1a over SaveState(): equal digests mean byte-equal state.
