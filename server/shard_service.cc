@@ -12,6 +12,7 @@
 #include "common/grpc_status.h"
 #include "common/sync.h"
 #include "common/job_spec.h"
+#include "common/wire.h"
 #include "server/convert.h"
 
 namespace ps {
@@ -46,15 +47,24 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 // registered wake-up before it ran.
 class PullReactor final : public grpc::ServerUnaryReactor {
  public:
-  PullReactor(ShardCore* core, grpc::CallbackServerContext* ctx, const PullRequest* req,
-              PullResponse* resp, const CallObserver* observer)
-      : core_(core), ctx_(ctx), req_(req), resp_(resp), observer_(observer), start_(Clock::now()) {}
+  PullReactor(ShardCore* core, const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+              std::shared_ptr<wire::BufferPool> buffers, const CallObserver* observer)
+      : core_(core),
+        request_bytes_(request->Length()),
+        response_(response),
+        buffers_(std::move(buffers)),
+        observer_(observer),
+        start_(Clock::now()) {
+    grpc::ByteBuffer copy(*request);  // Shares the slices; Deserialize consumes it.
+    parsed_ = grpc::SerializationTraits<PullRequest>::Deserialize(&copy, &req_).ok();
+  }
 
   void Start() {
-    absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req_->job_id());
+    if (!parsed_) return FinishWith(absl::InvalidArgumentError("request: malformed PullRequest"));
+    absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req_.job_id());
     if (!job.ok()) return FinishWith(job.status());
     job_ = *std::move(job);
-    slices_ = SlicesOf(req_->slices());
+    slices_ = SlicesOf(req_.slices());
     Attempt();
   }
 
@@ -68,15 +78,23 @@ class PullReactor final : public grpc::ServerUnaryReactor {
 
  private:
   void Attempt() {
-    std::string* out = resp_->mutable_values();
-    out->clear();
+    if (values_ == nullptr) values_ = buffers_->Get();
+    values_->clear();
     uint64_t applied = 0, ticket = 0;
     absl::StatusOr<bool> ready =
-        job_->TryPull(req_->rank(), req_->clock(), slices_, req_->no_wait(), out, &applied,
+        job_->TryPull(req_.rank(), req_.clock(), slices_, req_.no_wait(), values_.get(), &applied,
                       [this] { Attempt(); }, &ticket);
     if (!ready.ok()) return FinishWith(ready.status());
     if (*ready) {
-      resp_->set_clock(applied);
+      // The response is its clock, then the values in the buffer they were read into
+      // (handed back to the pool when gRPC has sent them): no copy into a message.
+      PullResponse head;
+      head.set_clock(applied);
+      std::string bytes = head.SerializeAsString();
+      wire::AppendBytesFieldHeader(PullResponse::kValuesFieldNumber, values_->size(), &bytes);
+      response_bytes_ = bytes.size() + values_->size();
+      grpc::Slice slices[] = {grpc::Slice(bytes), buffers_->Wrap(std::move(values_))};
+      *response_ = grpc::ByteBuffer(slices, 2);
       return FinishWith(absl::OkStatus());
     }
     // Registered: from here the wake-up or a cancellation finishes the call.
@@ -86,24 +104,28 @@ class PullReactor final : public grpc::ServerUnaryReactor {
 
   void FinishCancelled() {
     FinishWith(absl::DeadlineExceededError(absl::StrCat(
-        "pull of clock ", req_->clock(), " by rank ", req_->rank(),
+        "pull of clock ", req_.clock(), " by rank ", req_.rank(),
         " was cancelled or reached its deadline while waiting for other workers")));
   }
 
   void FinishWith(const absl::Status& status) {
     if (*observer_) {
-      (*observer_)("Pull", static_cast<int>(status.code()), req_->ByteSizeLong(),
-                   resp_->values().size(), SecondsSince(start_));
+      (*observer_)("Pull", static_cast<int>(status.code()), request_bytes_, response_bytes_,
+                   SecondsSince(start_));
     }
     Finish(ToGrpcStatus(status));
   }
 
   ShardCore* const core_;
-  grpc::CallbackServerContext* const ctx_;
-  const PullRequest* const req_;
-  PullResponse* const resp_;
+  const size_t request_bytes_;
+  grpc::ByteBuffer* const response_;
+  const std::shared_ptr<wire::BufferPool> buffers_;
   const CallObserver* const observer_;
   const Clock::time_point start_;
+  PullRequest req_;
+  bool parsed_ = false;
+  std::unique_ptr<std::string> values_;
+  size_t response_bytes_ = 0;
   std::shared_ptr<ShardJob> job_;
   std::vector<SliceArgs> slices_;
   std::atomic<uint64_t> ticket_{0};
@@ -112,76 +134,10 @@ class PullReactor final : public grpc::ServerUnaryReactor {
 
 }  // namespace
 
-// Request/response pairs kept for reuse, at most kMaxFree of them, and none whose
-// messages grew past kMaxBytes (a rare huge call does not pin its memory). Thread-safe.
-template <typename Req, typename Resp>
-class ShardServiceImpl::MessagePool final : public grpc::MessageAllocator<Req, Resp> {
- public:
-  static constexpr size_t kMaxFree = 32;
-  static constexpr size_t kMaxBytes = size_t{32} << 20;
-
-  ~MessagePool() override {
-    MutexLock lock(&mu_);
-    for (Holder* h : free_) delete h;
-  }
-
-  grpc::MessageHolder<Req, Resp>* AllocateMessages() override {
-    {
-      MutexLock lock(&mu_);
-      if (!free_.empty()) {
-        Holder* h = free_.back();
-        free_.pop_back();
-        return h;
-      }
-    }
-    return new Holder(this);
-  }
-
- private:
-  class Holder final : public grpc::MessageHolder<Req, Resp> {
-   public:
-    explicit Holder(MessagePool* pool) : pool_(pool) {
-      this->set_request(&request_);
-      this->set_response(&response_);
-    }
-    void Release() override { pool_->Put(this); }
-
-    Req request_;
-    Resp response_;
-
-   private:
-    MessagePool* const pool_;  // Not owned.
-  };
-
-  void Put(Holder* h) {
-    if (h->request_.SpaceUsedLong() + h->response_.SpaceUsedLong() > kMaxBytes) {
-      delete h;
-      return;
-    }
-    h->request_.Clear();
-    h->response_.Clear();
-    {
-      MutexLock lock(&mu_);
-      if (free_.size() < kMaxFree) {
-        free_.push_back(h);
-        return;
-      }
-    }
-    delete h;
-  }
-
-  Mutex mu_;
-  std::vector<Holder*> free_ ABSL_GUARDED_BY(mu_);
-};
-
 ShardServiceImpl::ShardServiceImpl(ShardCore* core, CallObserver observer)
     : core_(core),
       observer_(std::move(observer)),
-      pull_messages_(std::make_unique<MessagePool<PullRequest, PullResponse>>()),
-      push_messages_(std::make_unique<MessagePool<PushRequest, PushResponse>>()) {
-  SetMessageAllocatorFor_Pull(pull_messages_.get());
-  SetMessageAllocatorFor_Push(push_messages_.get());
-}
+      buffers_(std::make_shared<wire::BufferPool>(kPooledBuffers, kPooledBufferBytes)) {}
 
 ShardServiceImpl::~ShardServiceImpl() = default;
 
@@ -241,33 +197,59 @@ grpc::ServerUnaryReactor* ShardServiceImpl::DropTable(grpc::CallbackServerContex
   return Done(ctx, status, observer_, "DropTable", start, req->ByteSizeLong(), 0);
 }
 
-grpc::ServerUnaryReactor* ShardServiceImpl::Pull(grpc::CallbackServerContext* ctx,
-                                                 const PullRequest* req, PullResponse* resp) {
-  auto* reactor = new PullReactor(core_, ctx, req, resp, &observer_);
+grpc::ServerUnaryReactor* ShardServiceImpl::Pull(grpc::CallbackServerContext*,
+                                                 const grpc::ByteBuffer* request,
+                                                 grpc::ByteBuffer* response) {
+  auto* reactor = new PullReactor(core_, request, response, buffers_, &observer_);
   reactor->Start();
   return reactor;
 }
 
 grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ctx,
-                                                 const PushRequest* req, PushResponse* resp) {
+                                                 const grpc::ByteBuffer* request,
+                                                 grpc::ByteBuffer* response) {
   const auto start = Clock::now();
   absl::Status status = [&]() -> absl::Status {
-    absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req->job_id());
+    // The gradients stay in the received slices; the other fields are parsed.
+    std::string rest;
+    wire::ByteViews values;
+    if (absl::Status s = wire::SplitBytesField(*request, PushRequest::kValuesFieldNumber, &rest,
+                                               &values);
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("request: ", s.message()));
+    }
+    PushRequest req;
+    if (!req.ParseFromString(rest)) {
+      return absl::InvalidArgumentError("request: malformed PushRequest");
+    }
+    absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req.job_id());
     if (!job.ok()) return job.status();
     PushArgs args;
-    args.rank = req->rank();
-    args.clock = req->clock();
-    args.part = req->part();
-    args.num_parts = req->num_parts();
-    args.slices = SlicesOf(req->slices());
-    args.values = req->values();
+    args.rank = req.rank();
+    args.clock = req.clock();
+    args.part = req.part();
+    args.num_parts = req.num_parts();
+    args.slices = SlicesOf(req.slices());
+    // Applied straight from the received bytes when they arrived in one slice; else
+    // joined once into a reused buffer.
+    std::unique_ptr<std::string> joined;
+    if (values.contiguous()) {
+      args.values = values.front();
+    } else {
+      joined = buffers_->Get();
+      values.AppendTo(joined.get());
+      args.values = *joined;
+    }
     absl::StatusOr<PushResult> r = (*job)->Push(args);
+    buffers_->Put(std::move(joined));
     if (!r.ok()) return r.status();
-    resp->set_duplicate(r->duplicate);
-    resp->set_clock(r->clock);
-    return absl::OkStatus();
+    PushResponse resp;
+    resp.set_duplicate(r->duplicate);
+    resp.set_clock(r->clock);
+    bool own = false;
+    return FromGrpcStatus(grpc::SerializationTraits<PushResponse>::Serialize(resp, response, &own));
   }();
-  return Done(ctx, status, observer_, "Push", start, req->ByteSizeLong(), 0);
+  return Done(ctx, status, observer_, "Push", start, request->Length(), 0);
 }
 
 grpc::ServerUnaryReactor* ShardServiceImpl::Checkpoint(grpc::CallbackServerContext* ctx,

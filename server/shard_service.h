@@ -4,17 +4,19 @@
 // reactor registers a wake-up with the job and finishes from the thread whose push
 // released it, or on cancellation (the caller's deadline).
 //
-// Push requests and pull responses (the messages that carry tensors) come from pools
-// (gRPC's MessageAllocator): a reused message keeps the capacity of its `values`, so
-// parsing a push and filling a pull write into memory already mapped instead of fresh
-// pages, which cost more than the copy itself (DESIGN.md, "Performance facts").
+// Pull and Push, the calls that carry tensors, are served as bytes (common/wire.h): a
+// push's gradients are applied from the received slices where they lie (joined once
+// into a reused buffer when they arrived in several), and a pull's values are read
+// from the table into a reused buffer that gRPC sends as it is. Reused buffers keep
+// their pages mapped, which costs less than the copy itself (DESIGN.md, "Performance
+// facts"). To other peers these are ordinary protobuf messages.
 #ifndef PS_SERVER_SHARD_SERVICE_H_
 #define PS_SERVER_SHARD_SERVICE_H_
 
 #include <functional>
 #include <memory>
 
-#include "grpcpp/support/message_allocator.h"
+#include "common/wire.h"
 #include "proto/shard.grpc.pb.h"
 #include "server/shard_core.h"
 
@@ -25,7 +27,9 @@ namespace ps {
 using CallObserver =
     std::function<void(const char* method, int code, size_t bytes_in, size_t bytes_out, double seconds)>;
 
-class ShardServiceImpl final : public ShardService::CallbackService {
+class ShardServiceImpl final
+    : public ShardService::WithRawCallbackMethod_Pull<
+          ShardService::WithRawCallbackMethod_Push<ShardService::CallbackService>> {
  public:
   // `core` is not owned and must outlive the service.
   explicit ShardServiceImpl(ShardCore* core, CallObserver observer = nullptr);
@@ -42,10 +46,12 @@ class ShardServiceImpl final : public ShardService::CallbackService {
                                         CreateTableResponse* resp) override;
   grpc::ServerUnaryReactor* DropTable(grpc::CallbackServerContext* ctx, const DropTableRequest* req,
                                       DropTableResponse* resp) override;
-  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* ctx, const PullRequest* req,
-                                 PullResponse* resp) override;
-  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const PushRequest* req,
-                                 PushResponse* resp) override;
+  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* ctx,
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx,
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const CheckpointRequest* req,
                                        CheckpointResponse* resp) override;
@@ -61,14 +67,15 @@ class ShardServiceImpl final : public ShardService::CallbackService {
                                      GetStatsResponse* resp) override;
 
  private:
-  template <typename Req, typename Resp>
-  class MessagePool;
+  // Value buffers kept for reuse, and the largest kept (a rare huge call does not pin
+  // its memory).
+  static constexpr size_t kPooledBuffers = 32;
+  static constexpr size_t kPooledBufferBytes = size_t{32} << 20;
 
   ShardCore* const core_;  // Not owned.
   const CallObserver observer_;
-  // Registered with gRPC; live as long as the service.
-  const std::unique_ptr<MessagePool<PullRequest, PullResponse>> pull_messages_;
-  const std::unique_ptr<MessagePool<PushRequest, PushResponse>> push_messages_;
+  // Shared with the slices gRPC still holds.
+  const std::shared_ptr<wire::BufferPool> buffers_;
 };
 
 }  // namespace ps

@@ -19,6 +19,40 @@
 #include "grpcpp/grpcpp.h"
 
 namespace ps {
+
+// One RPC of a batch; the batch issues, retries and collects it.
+class RpcCall {
+ public:
+  explicit RpcCall(uint32_t shard) : shard_(shard) {}
+  virtual ~RpcCall() = default;
+  RpcCall(const RpcCall&) = delete;
+  RpcCall& operator=(const RpcCall&) = delete;
+
+  uint32_t shard() const { return shard_; }
+
+  // Starts one attempt; `done` runs on a gRPC thread (or inline on failure to send).
+  virtual void Issue(const GrpcPsClient::Channel& channel, grpc::ClientContext* ctx,
+                     std::function<void(grpc::Status)> done) = 0;
+  // Runs on the completing gRPC thread after a successful attempt; an error fails the
+  // call without retry.
+  virtual absl::Status OnOk() = 0;
+  virtual void ClearResponse() = 0;
+
+  // Owned by the batch's caller thread, except `status` and `retryable`, which the
+  // completion writes before it hands the call back under the batch's mutex.
+  size_t index = 0;
+  int attempts = 0;
+  bool in_flight = false;
+  int waiting = 0;                  // Calls that must succeed before this one starts.
+  std::vector<size_t> dependents;   // Calls waiting for this one. Set before it starts.
+  std::unique_ptr<grpc::ClientContext> ctx;
+  absl::Status status;
+  bool retryable = false;
+
+ private:
+  const uint32_t shard_;
+};
+
 namespace {
 
 // Whether a failed attempt is worth repeating unchanged. RESOURCE_EXHAUSTED is retried
@@ -37,135 +71,49 @@ bool IsRetryable(const grpc::Status& status) {
   }
 }
 
-// One RPC of a batch; the batch issues, retries and collects it.
-class RpcCall {
- public:
-  explicit RpcCall(uint32_t shard) : shard_(shard) {}
-  virtual ~RpcCall() = default;
-  RpcCall(const RpcCall&) = delete;
-  RpcCall& operator=(const RpcCall&) = delete;
-
-  uint32_t shard() const { return shard_; }
-
-  // Starts one attempt; `done` runs on a gRPC thread (or inline on failure to send).
-  virtual void Issue(ShardService::Stub* stub, grpc::ClientContext* ctx,
-                     std::function<void(grpc::Status)> done) = 0;
-  // Runs on the completing gRPC thread after a successful attempt; an error fails the
-  // call without retry.
-  virtual absl::Status OnOk() = 0;
-  virtual void ClearResponse() = 0;
-
-  // Owned by the batch's caller thread, except `status` and `retryable`, which the
-  // completion writes before it hands the call back under the batch's mutex.
-  size_t index = 0;
-  int attempts = 0;
-  bool in_flight = false;
-  std::unique_ptr<grpc::ClientContext> ctx;
-  absl::Status status;
-  bool retryable = false;
-
- private:
-  const uint32_t shard_;
-};
-
-// Request and response messages kept for reuse: a message's `values` keeps its
-// capacity through Clear() and protobuf's parsing, so the next call of the same size
-// writes into memory already mapped instead of freshly faulted pages (DESIGN.md,
-// "Performance facts"). Thread-safe.
-template <typename T>
-class MessagePool {
- public:
-  explicit MessagePool(size_t max) : max_(max) {}
-  std::unique_ptr<T> Get() {
-    {
-      MutexLock lock(&mu_);
-      if (!free_.empty()) {
-        std::unique_ptr<T> m = std::move(free_.back());
-        free_.pop_back();
-        return m;
-      }
-    }
-    return std::make_unique<T>();
-  }
-  void Put(std::unique_ptr<T> m) {
-    m->Clear();
-    MutexLock lock(&mu_);
-    if (free_.size() < max_) free_.push_back(std::move(m));
-  }
-
- private:
-  const size_t max_;
-  Mutex mu_;
-  std::vector<std::unique_ptr<T>> free_ ABSL_GUARDED_BY(mu_);
-};
-
-}  // namespace
-
-// The messages that carry tensors are pooled; the others are small and made afresh.
-struct GrpcPsClient::Pools {
-  explicit Pools(size_t max) : push_requests(max), pull_responses(max) {}
-
-  template <typename T>
-  std::unique_ptr<T> Get() {
-    if constexpr (std::is_same_v<T, PushRequest>) {
-      return push_requests.Get();
-    } else if constexpr (std::is_same_v<T, PullResponse>) {
-      return pull_responses.Get();
-    } else {
-      return std::make_unique<T>();
-    }
-  }
-  template <typename T>
-  void Put(std::unique_ptr<T> m) {
-    if constexpr (std::is_same_v<T, PushRequest>) {
-      push_requests.Put(std::move(m));
-    } else if constexpr (std::is_same_v<T, PullResponse>) {
-      pull_responses.Put(std::move(m));
-    }
-  }
-
-  MessagePool<PushRequest> push_requests;
-  MessagePool<PullResponse> pull_responses;
-};
-
-namespace {
-
 template <typename Req, typename Resp>
 class UnaryCall final : public RpcCall {
  public:
   using IssueFn = void (*)(ShardService::Stub*, grpc::ClientContext*, const Req*, Resp*,
                            std::function<void(grpc::Status)>);
 
-  UnaryCall(uint32_t shard, IssueFn issue, GrpcPsClient::Pools* pools)
-      : RpcCall(shard),
-        issue_(issue),
-        pools_(pools),
-        request_(pools->Get<Req>()),
-        response_(pools->Get<Resp>()),
-        request(*request_),
-        response(*response_) {}
-  ~UnaryCall() override {
-    pools_->Put(std::move(request_));
-    pools_->Put(std::move(response_));
-  }
+  UnaryCall(uint32_t shard, IssueFn issue) : RpcCall(shard), issue_(issue) {}
 
-  void Issue(ShardService::Stub* stub, grpc::ClientContext* ctx,
+  void Issue(const GrpcPsClient::Channel& channel, grpc::ClientContext* ctx,
              std::function<void(grpc::Status)> done) override {
-    issue_(stub, ctx, &request, &response, std::move(done));
+    issue_(channel.stub.get(), ctx, &request, &response, std::move(done));
+  }
+  absl::Status OnOk() override { return absl::OkStatus(); }
+  void ClearResponse() override { response.Clear(); }
+
+  Req request;
+  Resp response;
+
+ private:
+  const IssueFn issue_;
+};
+
+// A call of the tensor-carrying methods, Pull and Push, as bytes (common/wire.h): the
+// request is built into a ByteBuffer without copying the tensor again, and the
+// response is read where it lies.
+class RawCall final : public RpcCall {
+ public:
+  RawCall(uint32_t shard, const char* method) : RpcCall(shard), method_(method) {}
+
+  void Issue(const GrpcPsClient::Channel& channel, grpc::ClientContext* ctx,
+             std::function<void(grpc::Status)> done) override {
+    channel.generic->UnaryCall(ctx, method_, grpc::StubOptions(), &request, &response,
+                               std::move(done));
   }
   absl::Status OnOk() override { return on_ok ? on_ok(response) : absl::OkStatus(); }
   void ClearResponse() override { response.Clear(); }
 
- private:
-  const IssueFn issue_;
-  GrpcPsClient::Pools* const pools_;  // Not owned.
-  std::unique_ptr<Req> request_;
-  std::unique_ptr<Resp> response_;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+  std::function<absl::Status(const grpc::ByteBuffer&)> on_ok;  // Optional.
 
- public:
-  Req& request;
-  Resp& response;
-  std::function<absl::Status(const Resp&)> on_ok;  // Optional.
+ private:
+  const std::string method_;
 };
 
 #define PS_ISSUE_FN(Method, Req, Resp)                                                     \
@@ -174,8 +122,11 @@ class UnaryCall final : public RpcCall {
     stub->async()->Method(ctx, req, resp, std::move(done));                                \
   }
 
-using PullCall = UnaryCall<PullRequest, PullResponse>;
-using PushCall = UnaryCall<PushRequest, PushResponse>;
+// The tensor-carrying methods, called as bytes, and their `values` fields.
+constexpr char kPullMethod[] = "/ps.ShardService/Pull";
+constexpr char kPushMethod[] = "/ps.ShardService/Push";
+constexpr uint32_t kPullValuesField = PullResponse::kValuesFieldNumber;
+constexpr uint32_t kPushValuesField = PushRequest::kValuesFieldNumber;
 
 void FillSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
                 absl::Span<const SparseRef> sparse,
@@ -204,6 +155,7 @@ void FillSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
 class GrpcPsClient::Batch {
  public:
   explicit Batch(GrpcPsClient* client) : client_(client), shared_(std::make_shared<Shared>()) {}
+
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
 
@@ -219,15 +171,21 @@ class GrpcPsClient::Batch {
   // building later requests with sending this one) or leaves it to Run.
   template <typename Req, typename Resp>
   UnaryCall<Req, Resp>* Add(uint32_t shard, typename UnaryCall<Req, Resp>::IssueFn issue) {
-    auto call = std::make_unique<UnaryCall<Req, Resp>>(shard, issue, client_->pools_.get());
-    call->index = calls_.size();
-    UnaryCall<Req, Resp>* raw = call.get();
-    calls_.push_back(std::move(call));
-    return raw;
+    return Keep(std::make_unique<UnaryCall<Req, Resp>>(shard, issue));
+  }
+  RawCall* AddRaw(uint32_t shard, const char* method) {
+    return Keep(std::make_unique<RawCall>(shard, method));
   }
 
   void Start(RpcCall* call) {
-    if (call->attempts == 0) Issue(call);
+    if (call->attempts == 0 && call->waiting == 0) Issue(call);
+  }
+
+  // `call` is issued once `before` has succeeded. Neither may have been started yet
+  // (a completion reads `dependents`).
+  void After(RpcCall* call, RpcCall* before) {
+    ++call->waiting;
+    before->dependents.push_back(call->index);
   }
 
   // Issues what was not started and waits for everything. OK when every RPC
@@ -267,11 +225,17 @@ class GrpcPsClient::Batch {
         }
         finished.swap(sh.finished);
         sh.failed = false;
+        sh.nudged = false;
       }
       for (size_t index : finished) {
         RpcCall* call = calls_[index].get();
         call->in_flight = false;
         --in_flight_;
+        if (call->status.ok() && fatal.ok()) {
+          for (size_t d : call->dependents) {
+            if (--calls_[d]->waiting == 0) Issue(calls_[d].get());
+          }
+        }
         if (call->status.ok() || !fatal.ok()) continue;
         if (call->retryable && call->attempts < client_->options_.max_attempts) {
           retries.emplace(absl::Now() + Backoff(call->attempts), index);
@@ -296,12 +260,21 @@ class GrpcPsClient::Batch {
     CondVar cv;
     std::vector<size_t> finished ABSL_GUARDED_BY(mu);  // Completed, not yet collected.
     bool failed ABSL_GUARDED_BY(mu) = false;            // One of them failed.
+    bool nudged ABSL_GUARDED_BY(mu) = false;            // One that others wait for finished.
     size_t expected ABSL_GUARDED_BY(mu) = 0;            // In flight when the caller waits.
 
     bool ShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      return failed || finished.size() >= expected;
+      return failed || nudged || finished.size() >= expected;
     }
   };
+
+  template <typename Call>
+  Call* Keep(std::unique_ptr<Call> call) {
+    call->index = calls_.size();
+    Call* raw = call.get();
+    calls_.push_back(std::move(call));
+    return raw;
+  }
 
   absl::Duration Backoff(int attempts) const {
     absl::Duration d = client_->options_.initial_backoff;
@@ -327,7 +300,7 @@ class GrpcPsClient::Batch {
     call->in_flight = true;
     ++in_flight_;
     std::shared_ptr<Shared> shared = shared_;
-    call->Issue(client_->NextStub(call->shard()), call->ctx.get(),
+    call->Issue(client_->NextChannel(call->shard()), call->ctx.get(),
                 [shared = std::move(shared), call](grpc::Status status) {
                   if (status.ok()) {
                     call->status = call->OnOk();
@@ -340,6 +313,7 @@ class GrpcPsClient::Batch {
                     MutexLock lock(&shared->mu);
                     shared->finished.push_back(call->index);
                     if (!call->status.ok()) shared->failed = true;
+                    if (!call->dependents.empty()) shared->nudged = true;
                     wake = shared->ShouldWake();
                   }
                   if (wake) shared->cv.SignalAll();
@@ -403,10 +377,12 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
       // the subchannel key) is its own TCP connection: parts spread over connections.
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
       args.SetInt("ps.channel_index", c);
-      shard->stubs.push_back(ShardService::NewStub(grpc::CreateCustomChannel(
+      std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
           shard->address,
           options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials(),
-          args)));
+          args);
+      shard->channels.push_back(
+          Channel{ShardService::NewStub(channel), std::make_unique<grpc::GenericStub>(channel)});
     }
     shards.push_back(std::move(shard));
   }
@@ -416,14 +392,15 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
 GrpcPsClient::GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options options)
     : options_(std::move(options)),
       shards_(std::move(shards)),
-      pools_(std::make_unique<Pools>(static_cast<size_t>(options_.pooled_messages))) {}
+      buffers_(std::make_shared<wire::BufferPool>(static_cast<size_t>(options_.pooled_messages),
+                                                  options_.chunk_bytes)) {}
 
 GrpcPsClient::~GrpcPsClient() = default;
 
-ShardService::Stub* GrpcPsClient::NextStub(uint32_t shard) {
+const GrpcPsClient::Channel& GrpcPsClient::NextChannel(uint32_t shard) {
   Shard& s = *shards_[shard];
   const uint32_t i = s.next.fetch_add(1, std::memory_order_relaxed);
-  return s.stubs[i % s.stubs.size()].get();
+  return s.channels[i % s.channels.size()];
 }
 
 absl::StatusOr<uint64_t> GrpcPsClient::SetupJob(const ShardJobConfig& config,
@@ -532,41 +509,106 @@ absl::StatusOr<Plan> PlanCall(const std::string& job_id, std::shared_ptr<const J
 
 }  // namespace
 
-absl::Status GrpcPsClient::PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
-                                       bool no_wait, absl::Span<const DenseRef> dense,
-                                       absl::Span<const SparseRef> sparse, uint64_t* min_clock) {
+absl::StatusOr<Plan> GrpcPsClient::PlanFor(const std::string& job_id,
+                                            absl::Span<const DenseRef> dense,
+                                            absl::Span<const SparseRef> sparse, Plan::Kind kind) {
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
-  PS_ASSIGN_OR_RETURN(
-      Plan plan,
-      PlanCall(
-          job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
-          [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
-          options_.chunk_bytes, no_wait ? Plan::Kind::kRead : Plan::Kind::kPull));
-  Batch batch(this);
-  std::vector<PullCall*> calls;
-  calls.reserve(plan.num_requests());
+  return PlanCall(
+      job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
+      [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
+      options_.chunk_bytes, kind);
+}
+
+absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
+                                    uint32_t rank, uint64_t clock, bool no_wait,
+                                    absl::Span<const DenseRef> dense,
+                                    absl::Span<const SparseRef> sparse,
+                                    std::vector<uint64_t>* clocks, bool start,
+                                    std::vector<std::vector<RpcCall*>>* by_shard) {
+  clocks->assign(plan.num_requests(), 0);
+  by_shard->assign(plan.parts().size(), {});
+  size_t next = 0;
   for (uint32_t s = 0; s < plan.parts().size(); ++s) {
     for (const PlanPart& part : plan.parts()[s]) {
-      PullCall* call = batch.Add<PullRequest, PullResponse>(
-          s, PS_ISSUE_FN(Pull, PullRequest, PullResponse));
-      PullRequest& req = call->request;
+      RawCall* call = batch->AddRaw(s, kPullMethod);
+      PullRequest req;
       req.set_job_id(job_id);
       req.set_rank(rank);
       req.set_clock(clock);
       req.set_no_wait(no_wait);
       FillSlices(part, dense, sparse, req.mutable_slices());
-      call->on_ok = [&part, dense, sparse](const PullResponse& resp) {
-        return ScatterValues(part, resp.values(), dense, sparse);
+      bool own = false;
+      if (grpc::Status st = grpc::SerializationTraits<PullRequest>::Serialize(req, &call->request,
+                                                                             &own);
+          !st.ok()) {
+        return FromGrpcStatus(st);
+      }
+      uint64_t* part_clock = &(*clocks)[next++];
+      call->on_ok = [&part, dense, sparse, part_clock](const grpc::ByteBuffer& resp) {
+        // The values are copied from the received slices straight into the caller's
+        // buffers; only the small fields are parsed by protobuf.
+        std::string rest;
+        wire::ByteViews values;
+        PS_RETURN_IF_ERROR(wire::SplitBytesField(resp, kPullValuesField, &rest, &values));
+        PullResponse head;
+        if (!head.ParseFromString(rest)) {
+          return absl::InternalError("pull response: malformed fields");
+        }
+        *part_clock = head.clock();
+        if (values.contiguous()) return ScatterValues(part, values.front(), dense, sparse);
+        return ScatterValuesFrom(
+            part, values.size(),
+            [&values](size_t offset, size_t n, char* dst) { values.CopyOut(offset, n, dst); },
+            dense, sparse);
       };
-      batch.Start(call);
-      calls.push_back(call);
+      if (start) batch->Start(call);
+      (*by_shard)[s].push_back(call);
     }
   }
+  return absl::OkStatus();
+}
+
+void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& job_id,
+                             uint32_t rank, uint64_t clock, absl::Span<const DenseRef> dense,
+                             absl::Span<const SparseRef> sparse, bool start,
+                             std::vector<std::vector<RpcCall*>>* by_shard) {
+  by_shard->assign(plan.parts().size(), {});
+  for (uint32_t s = 0; s < plan.parts().size(); ++s) {
+    const std::vector<PlanPart>& parts = plan.parts()[s];
+    for (uint32_t p = 0; p < parts.size(); ++p) {
+      RawCall* call = batch->AddRaw(s, kPushMethod);
+      PushRequest header;  // Every field but `values`, which follows it.
+      header.set_job_id(job_id);
+      header.set_rank(rank);
+      header.set_clock(clock);
+      header.set_part(p);
+      header.set_num_parts(static_cast<uint32_t>(parts.size()));
+      FillSlices(parts[p], dense, sparse, header.mutable_slices());
+      std::string head = header.SerializeAsString();
+      wire::AppendBytesFieldHeader(kPushValuesField, parts[p].floats * sizeof(float), &head);
+      std::vector<grpc::Slice> slices;
+      slices.emplace_back(head);
+      AppendValueSlices(parts[p], dense, sparse, &slices);
+      call->request = grpc::ByteBuffer(slices.data(), slices.size());
+      if (start) batch->Start(call);  // Sends while the next part is built.
+      (*by_shard)[s].push_back(call);
+    }
+  }
+}
+
+absl::Status GrpcPsClient::PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                       bool no_wait, absl::Span<const DenseRef> dense,
+                                       absl::Span<const SparseRef> sparse, uint64_t* min_clock) {
+  PS_ASSIGN_OR_RETURN(Plan plan, PlanFor(job_id, dense, sparse,
+                                         no_wait ? Plan::Kind::kRead : Plan::Kind::kPull));
+  Batch batch(this);
+  std::vector<uint64_t> clocks;
+  std::vector<std::vector<RpcCall*>> calls;
+  PS_RETURN_IF_ERROR(AddPulls(&batch, plan, job_id, rank, clock, no_wait, dense, sparse, &clocks,
+                              /*start=*/true, &calls));
   PS_RETURN_IF_ERROR(batch.Run());
   if (min_clock != nullptr) {
-    uint64_t lowest = std::numeric_limits<uint64_t>::max();
-    for (const PullCall* call : calls) lowest = std::min(lowest, call->response.clock());
-    *min_clock = calls.empty() ? 0 : lowest;
+    *min_clock = clocks.empty() ? 0 : *std::min_element(clocks.begin(), clocks.end());
   }
   return absl::OkStatus();
 }
@@ -588,31 +630,86 @@ absl::StatusOr<uint64_t> GrpcPsClient::Read(const std::string& job_id,
 absl::Status GrpcPsClient::Push(const std::string& job_id, uint32_t rank, uint64_t clock,
                                 absl::Span<const DenseRef> dense,
                                 absl::Span<const SparseRef> sparse) {
-  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
-  PS_ASSIGN_OR_RETURN(
-      Plan plan,
-      PlanCall(
-          job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
-          [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
-          options_.chunk_bytes, Plan::Kind::kPush));
+  PS_ASSIGN_OR_RETURN(Plan plan, PlanFor(job_id, dense, sparse, Plan::Kind::kPush));
   Batch batch(this);
-  for (uint32_t s = 0; s < plan.parts().size(); ++s) {
-    const std::vector<PlanPart>& parts = plan.parts()[s];
-    for (uint32_t p = 0; p < parts.size(); ++p) {
-      PushCall* call = batch.Add<PushRequest, PushResponse>(
-          s, PS_ISSUE_FN(Push, PushRequest, PushResponse));
-      PushRequest& req = call->request;
-      req.set_job_id(job_id);
-      req.set_rank(rank);
-      req.set_clock(clock);
-      req.set_part(p);
-      req.set_num_parts(static_cast<uint32_t>(parts.size()));
-      FillSlices(parts[p], dense, sparse, req.mutable_slices());
-      GatherValues(parts[p], dense, sparse, req.mutable_values());
-      batch.Start(call);  // Sends while the next part is gathered.
+  std::vector<std::vector<RpcCall*>> calls;
+  AddPushes(&batch, plan, job_id, rank, clock, dense, sparse, /*start=*/true, &calls);
+  return batch.Run();
+}
+
+namespace {
+
+// Whether a pull part reads exactly what a push part wrote: the same dense ranges of
+// the same tables, in the same order.
+bool SameDenseRanges(const PlanPart& pull, absl::Span<const DenseRef> pull_dense,
+                     const PlanPart& push, absl::Span<const DenseRef> push_dense) {
+  if (pull.slices.size() != push.slices.size()) return false;
+  for (size_t i = 0; i < pull.slices.size(); ++i) {
+    const PlanSlice& a = pull.slices[i];
+    const PlanSlice& b = push.slices[i];
+    if (a.sparse || b.sparse || a.begin != b.begin || a.count != b.count ||
+        pull_dense[a.ref].table != push_dense[b.ref].table) {
+      return false;
     }
   }
-  return batch.Run();
+  return true;
+}
+
+}  // namespace
+
+absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                    absl::Span<const DenseRef> push_dense,
+                                    absl::Span<const SparseRef> push_sparse,
+                                    absl::Span<const DenseRef> pull_dense,
+                                    absl::Span<const SparseRef> pull_sparse) {
+  PS_ASSIGN_OR_RETURN(Plan push_plan,
+                      PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush));
+  PS_ASSIGN_OR_RETURN(Plan pull_plan,
+                      PlanFor(job_id, pull_dense, pull_sparse, Plan::Kind::kPull));
+  Batch batch(this);
+  std::vector<std::vector<RpcCall*>> pushes, pulls;
+  AddPushes(&batch, push_plan, job_id, rank, clock, push_dense, push_sparse, /*start=*/false,
+            &pushes);
+  std::vector<uint64_t> clocks;
+  PS_RETURN_IF_ERROR(AddPulls(&batch, pull_plan, job_id, rank, clock + 1, /*no_wait=*/false,
+                              pull_dense, pull_sparse, &clocks, /*start=*/false, &pulls));
+  // A pull part goes out once the shard acknowledged the push part that wrote the same
+  // ranges, or else every push part of its shard: it then reads this worker's own
+  // update, as a pull after the push would, while other parts are still on the wire.
+  for (uint32_t s = 0; s < pulls.size(); ++s) {
+    const std::vector<PlanPart>& pull_parts = pull_plan.parts()[s];
+    const std::vector<PlanPart>& push_parts = push_plan.parts()[s];
+    const bool pairwise =
+        pull_parts.size() == push_parts.size() &&
+        [&] {
+          for (size_t i = 0; i < pull_parts.size(); ++i) {
+            if (!SameDenseRanges(pull_parts[i], pull_dense, push_parts[i], push_dense)) {
+              return false;
+            }
+          }
+          return true;
+        }();
+    for (size_t i = 0; i < pulls[s].size(); ++i) {
+      if (pairwise) {
+        batch.After(pulls[s][i], pushes[s][i]);
+      } else {
+        for (RpcCall* push : pushes[s]) batch.After(pulls[s][i], push);
+      }
+    }
+  }
+  return batch.Run();  // Starts the pushes; each pull follows its pushes.
+}
+
+void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
+                                     absl::Span<const SparseRef> sparse,
+                                     std::vector<grpc::Slice>* out) {
+  // Gathered once into a reused buffer that the slice owns: gRPC may hold a slice past
+  // the end of its call (gRPC 1.51 keeps a write stuck on a stopped peer's full socket
+  // even after the connection is closed, tests/shard:stopped_shard_test), so the
+  // caller's own memory, which is theirs again when the call returns, is not lent.
+  std::unique_ptr<std::string> gathered = buffers_->Get();
+  GatherValues(part, dense, sparse, gathered.get());
+  out->push_back(buffers_->Wrap(std::move(gathered)));
 }
 
 absl::StatusOr<std::vector<ShardJobStats>> GrpcPsClient::GetStats(const std::string& job_id,

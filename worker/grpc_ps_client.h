@@ -5,15 +5,18 @@
 // the callback API (stub->async()) over several TCP connections per shard; the calling
 // thread waits for them (no thread per call) and retries what failed on the transport.
 //
-// Copies on the push path: 1 (caller buffer -> request `values`, reserved once, one
-// memcpy per dense slice or sparse row) + gRPC serialization (request -> wire buffer)
-// + the kernel's socket copy. Keys: 1 (caller keys -> request `keys`, gathered).
-// Copies on the pull path: the kernel's socket copy + protobuf parsing (wire buffer ->
-// response `values`) + 1 (response `values` -> caller buffers, one memcpy per dense
-// slice or sparse row, on the gRPC thread that completed the part, so parts of several
-// shards are copied in parallel). Push requests and pull responses are pooled, so these
-// copies write into memory already mapped (fresh pages cost more than the copy itself on
-// this machine kind, DESIGN.md "Performance facts").
+// Pull and Push go out as bytes through a generic stub on the same connections
+// (common/wire.h), so a tensor is copied only where a copy is needed.
+// Push, client side: 1 copy (caller buffer -> a pooled buffer, one memcpy per dense
+// slice or sparse row), which gRPC writes to the socket as it is; then the kernel's
+// socket copy. Keys: 1 (caller keys -> request `keys`, gathered). The pooled buffer,
+// not the caller's memory, is sent because gRPC may hold a slice after its call ends.
+// Pull, client side: the kernel's socket copy, then 1 (the received slices -> caller
+// buffers, one memcpy per dense slice or sparse row, on the gRPC thread that completed
+// the part, so parts of several shards are copied in parallel); protobuf parses only
+// the small fields. The shard's side is in server/shard_service.h. Reused buffers are
+// written without page faults (fresh pages cost more than the copy itself on this
+// machine kind, DESIGN.md "Performance facts").
 //
 // Retries: UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED raised by the transport
 // (not the shard's memory budget, not a message over the size limit) are retried with
@@ -35,12 +38,16 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/wire.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
 #include "proto/shard.grpc.pb.h"
 #include "worker/ps_client.h"
 #include "worker/ps_routing.h"
 
 namespace ps {
+
+class RpcCall;  // Internal: one RPC of a client call.
 
 class GrpcPsClient final : public PsClient {
  public:
@@ -61,8 +68,8 @@ class GrpcPsClient final : public PsClient {
     int max_message_bytes = 256 << 20;
     // Of every channel (common/tls.h MakeChannelCredentials); nullptr = plaintext.
     std::shared_ptr<grpc::ChannelCredentials> credentials;
-    // Push requests and pull responses kept for reuse (each of chunk_bytes at most),
-    // per kind: reused memory is much faster to write than fresh pages.
+    // Gradient buffers of pushes kept for reuse (each of chunk_bytes at most): reused
+    // memory is much faster to write than fresh pages.
     int pooled_messages = 32;
   };
 
@@ -91,6 +98,14 @@ class GrpcPsClient final : public PsClient {
                     absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
   absl::Status Push(const std::string& job_id, uint32_t rank, uint64_t clock,
                     absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
+  // Pull parts start as soon as the push parts that wrote their ranges are
+  // acknowledged (or, when the two calls' parts differ, every push part of their
+  // shard): the gradients of one part and the values of another cross on the wire.
+  absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
+                        absl::Span<const DenseRef> push_dense,
+                        absl::Span<const SparseRef> push_sparse,
+                        absl::Span<const DenseRef> pull_dense,
+                        absl::Span<const SparseRef> pull_sparse) override;
   absl::StatusOr<uint64_t> Read(const std::string& job_id, absl::Span<const DenseRef> dense,
                                 absl::Span<const SparseRef> sparse) override;
   absl::StatusOr<std::vector<ShardJobStats>> GetStats(const std::string& job_id,
@@ -101,16 +116,21 @@ class GrpcPsClient final : public PsClient {
       const std::string& job_id) override;
   absl::Status DropJob(const std::string& job_id, bool delete_checkpoints) override;
 
+  // One TCP connection to a shard: the typed stub for the control calls, and the
+  // generic one for Pull and Push, whose messages the client builds and reads as bytes.
+  struct Channel {
+    std::unique_ptr<ShardService::Stub> stub;
+    std::unique_ptr<grpc::GenericStub> generic;
+  };
+
   // The stub of `shard` that the next request uses (round-robin over its channels).
   // For the client's own calls; public for tests that send raw requests.
-  ShardService::Stub* NextStubForTest(uint32_t shard) { return NextStub(shard); }
-
-  struct Pools;  // Internal.
+  ShardService::Stub* NextStubForTest(uint32_t shard) { return NextChannel(shard).stub.get(); }
 
  private:
   struct Shard {
     std::string address;
-    std::vector<std::unique_ptr<ShardService::Stub>> stubs;
+    std::vector<Channel> channels;
     std::atomic<uint32_t> next{0};
   };
   class Batch;
@@ -118,20 +138,39 @@ class GrpcPsClient final : public PsClient {
 
   GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options options);
 
-  ShardService::Stub* NextStub(uint32_t shard);
+  const Channel& NextChannel(uint32_t shard);
   // The job's route, attaching to it first when it is not known yet.
   absl::StatusOr<std::shared_ptr<const JobRoute>> RouteOf(const std::string& job_id);
+  absl::StatusOr<Plan> PlanFor(const std::string& job_id, absl::Span<const DenseRef> dense,
+                               absl::Span<const SparseRef> sparse, Plan::Kind kind);
+  // Adds the pull (no_wait: read) RPCs of `plan` to `batch` (started when `start`);
+  // `clocks` gets each part's reported clock once the batch ran, `by_shard` the calls.
+  absl::Status AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
+                        uint32_t rank, uint64_t clock, bool no_wait,
+                        absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
+                        std::vector<uint64_t>* clocks, bool start,
+                        std::vector<std::vector<RpcCall*>>* by_shard);
+  // Adds the push RPCs of `plan` (started when `start`).
+  void AddPushes(Batch* batch, const Plan& plan, const std::string& job_id, uint32_t rank,
+                 uint64_t clock, absl::Span<const DenseRef> dense,
+                 absl::Span<const SparseRef> sparse, bool start,
+                 std::vector<std::vector<RpcCall*>>* by_shard);
   // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
   // shards reported.
   absl::Status PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
                            bool no_wait, absl::Span<const DenseRef> dense,
                            absl::Span<const SparseRef> sparse, uint64_t* min_clock);
 
+  // The gradient bytes of a push part as a slice of a pooled buffer.
+  void AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
+                         absl::Span<const SparseRef> sparse, std::vector<grpc::Slice>* out);
+
   // Constant after construction.
   const Options options_;
   const std::vector<std::unique_ptr<Shard>> shards_;
 
-  const std::unique_ptr<Pools> pools_;
+  // Gradient bytes gathered for sending, reused.
+  const std::shared_ptr<wire::BufferPool> buffers_;
   RouteCache routes_;
 };
 

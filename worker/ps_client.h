@@ -128,6 +128,19 @@ class PsClient {
                             absl::Span<const DenseRef> dense,
                             absl::Span<const SparseRef> sparse) = 0;
 
+  // Push(clock) of the gradients, then Pull(clock + 1) of the values, as one call that
+  // may overlap the two (GrpcPsClient sends later gradients while earlier values come
+  // back). A pull's ranges are read after this worker's own push to them was applied.
+  // Both halves are idempotent: after an error the whole call may be repeated.
+  virtual absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                absl::Span<const DenseRef> push_dense,
+                                absl::Span<const SparseRef> push_sparse,
+                                absl::Span<const DenseRef> pull_dense,
+                                absl::Span<const SparseRef> pull_sparse) {
+    if (absl::Status s = Push(job_id, rank, clock, push_dense, push_sparse); !s.ok()) return s;
+    return Pull(job_id, rank, clock + 1, pull_dense, pull_sparse);
+  }
+
   // Reads what is applied now, without waiting and without creating sparse rows (missing
   // rows read as their initial values): exports and inspection. Returns the lowest clock
   // the shards had applied when they read.

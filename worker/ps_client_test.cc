@@ -108,13 +108,16 @@ class PsClientTest : public ::testing::TestWithParam<Kind> {
                         GetParam() == Kind::kGrpc ? cluster_->addresses()[s] : "local", "): ");
   }
 
+  void SyncThreeRanksMatchReference(bool push_pull);
+
   std::unique_ptr<TestCluster> cluster_;
 };
 
 // Three ranks train four SYNC clocks concurrently, each with its own client; every
 // pull sees exactly the state a single-process reference computes (mean of the ranks'
-// gradients, summed in rank order, applied with SGD), bit for bit.
-TEST_P(PsClientTest, SyncThreeRanksMatchSingleProcessReference) {
+// gradients, summed in rank order, applied with SGD), bit for bit. With `push_pull`
+// the ranks call PushPull (push of clock c with the pull of c + 1), as the trainer does.
+void PsClientTest::SyncThreeRanksMatchReference(bool push_pull) {
   constexpr int kRanks = 3;
   constexpr int kClocks = 4;
   constexpr uint64_t kW = 200000;  // Four blocks: both shards hold part of it.
@@ -205,34 +208,60 @@ TEST_P(PsClientTest, SyncThreeRanksMatchSingleProcessReference) {
         results[r] = c0.status();
         return;
       }
-      for (int c = 0; c < kClocks; ++c) {
-        std::vector<float> w(kW), b(kB);
-        const std::vector<uint64_t> keys = keys_of(r, c);
-        std::vector<float> e(keys.size() * kDim);
-        std::vector<DenseRef> dense = {{"w", 0, kW, w.data()}, {"b", 0, kB, b.data()}};
-        std::vector<SparseRef> sparse = {{"emb", keys.data(), keys.size(), kDim, e.data()}};
-        if (absl::Status s = client->Pull(job, r, c, dense, sparse); !s.ok()) {
-          results[r] = Annotate(s, absl::StrCat("pull of clock ", c));
-          return;
+      // The values of a clock, and their refs.
+      struct Values {
+        std::vector<float> w = std::vector<float>(kW), b = std::vector<float>(kB), e;
+        std::vector<uint64_t> keys;
+        std::vector<DenseRef> dense;
+        std::vector<SparseRef> sparse;
+        void Refs() {
+          dense = {{"w", 0, kW, w.data()}, {"b", 0, kB, b.data()}};
+          sparse = {{"emb", keys.data(), keys.size(), kDim, e.data()}};
         }
+      };
+      auto values_of = [&](int c) {
+        auto v = std::make_unique<Values>();
+        v->keys = keys_of(r, c);
+        v->e.resize(v->keys.size() * kDim);
+        v->Refs();
+        return v;
+      };
+      std::unique_ptr<Values> params = values_of(0);
+      if (absl::Status s = client->Pull(job, r, 0, params->dense, params->sparse); !s.ok()) {
+        results[r] = Annotate(s, "pull of clock 0");
+        return;
+      }
+      for (int c = 0; c < kClocks; ++c) {
         const State& want = states[c];
-        mismatches[r] += Mismatches(w, want.w) + Mismatches(b, want.b);
-        for (size_t p = 0; p < keys.size(); ++p) {
-          const int slot = static_cast<int>((keys[p] - 11) / 1000003);
+        mismatches[r] += Mismatches(params->w, want.w) + Mismatches(params->b, want.b);
+        for (size_t p = 0; p < params->keys.size(); ++p) {
+          const int slot = static_cast<int>((params->keys[p] - 11) / 1000003);
           for (uint32_t j = 0; j < kDim; ++j) {
-            mismatches[r] += e[p * kDim + j] != want.e[slot * kDim + j];
+            mismatches[r] += params->e[p * kDim + j] != want.e[slot * kDim + j];
           }
         }
-        for (uint64_t i = 0; i < kW; ++i) w[i] = gw(r, c, i);
-        for (uint64_t i = 0; i < kB; ++i) b[i] = gb(r, c, i);
-        for (size_t p = 0; p < keys.size(); ++p) {
-          for (uint32_t j = 0; j < kDim; ++j) e[p * kDim + j] = ge(r, c, p, j);
+        std::unique_ptr<Values> grads = values_of(c);
+        for (uint64_t i = 0; i < kW; ++i) grads->w[i] = gw(r, c, i);
+        for (uint64_t i = 0; i < kB; ++i) grads->b[i] = gb(r, c, i);
+        for (size_t p = 0; p < grads->keys.size(); ++p) {
+          for (uint32_t j = 0; j < kDim; ++j) grads->e[p * kDim + j] = ge(r, c, p, j);
         }
-        if (absl::Status s = client->Push(job, r, c, dense, sparse); !s.ok()) {
+        params = values_of(c + 1);
+        absl::Status s;
+        if (push_pull) {
+          s = client->PushPull(job, r, c, grads->dense, grads->sparse, params->dense,
+                               params->sparse);
+        } else {
+          s = client->Push(job, r, c, grads->dense, grads->sparse);
+          if (s.ok()) s = client->Pull(job, r, c + 1, params->dense, params->sparse);
+        }
+        if (!s.ok()) {
           results[r] = Annotate(s, absl::StrCat("push of clock ", c));
           return;
         }
       }
+      // What the last pull read: the final state.
+      mismatches[r] += Mismatches(params->w, states[kClocks].w);
     });
   }
   for (std::thread& t : threads) t.join();
@@ -260,6 +289,14 @@ TEST_P(PsClientTest, SyncThreeRanksMatchSingleProcessReference) {
     EXPECT_GE(s.pushes_applied, static_cast<uint64_t>(kRanks * kClocks)) << "shard " << s.shard;
     EXPECT_NE(s.state_digest, 0u);
   }
+}
+
+TEST_P(PsClientTest, SyncThreeRanksMatchSingleProcessReference) {
+  SyncThreeRanksMatchReference(/*push_pull=*/false);
+}
+
+TEST_P(PsClientTest, SyncThreeRanksMatchSingleProcessReferenceWithPushPull) {
+  SyncThreeRanksMatchReference(/*push_pull=*/true);
 }
 
 TEST_P(PsClientTest, RepeatedPushIsAcknowledgedNotApplied) {
@@ -529,6 +566,42 @@ TEST_F(GrpcPsClientTest, LostAndFailedCallsAreRetriedAndPushesDeduplicated) {
   std::vector<DenseRef> read = {{"w", 0, n, got.data()}};
   ASSERT_TRUE(client->Pull("retry", 0, 1, read, {}).ok());
   for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -w[i]) << i;
+}
+
+// PushPull under failures: refused and lost push parts are retried (the lost one
+// acknowledged as a duplicate), a refused pull is retried, and every pull part reads
+// the worker's own update: part by part where the two calls cover the same ranges,
+// after the whole push of the shard where they do not.
+TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
+  std::unique_ptr<GrpcPsClient> client = Connect();
+  const uint64_t n = 3 * 65536;  // 12 parts of 64 KiB over the two shards.
+  ASSERT_TRUE(client
+                  ->SetupJob(JobConfig("pp", ASYNC, 1),
+                             {Dense("w", n, 1.0f), Dense("b", 10, 1.0f)})
+                  .ok());
+  std::vector<float> grad(n), got(n, 7.0f);
+  for (uint64_t i = 0; i < n; ++i) grad[i] = static_cast<float>(i % 1000) / 16.0f;
+  std::vector<DenseRef> push = {{"w", 0, n, grad.data()}};
+  std::vector<DenseRef> pull = {{"w", 0, n, got.data()}};
+  cluster_->service(0)->FailPushes(2);
+  cluster_->service(1)->LosePushResponses(1);
+  cluster_->service(0)->FailPulls(1);
+  absl::Status s = client->PushPull("pp", 0, 0, push, {}, pull, {});
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(cluster_->service(0)->injected(), 3);
+  EXPECT_EQ(cluster_->service(1)->injected(), 1);
+  // One SGD step (lr 1) from zeros, applied once and read back.
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -grad[i]) << i;
+  auto stats = client->GetStats("pp", false);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)[1].pushes_duplicate, 1u);
+
+  // Pulling other ranges than were pushed: each pull part waits for its shard's push.
+  std::vector<float> b(10, 7.0f), w_head(1000, 7.0f);
+  std::vector<DenseRef> other = {{"b", 0, 10, b.data()}, {"w", 0, 1000, w_head.data()}};
+  ASSERT_TRUE(client->PushPull("pp", 0, 1, push, {}, other, {}).ok());
+  for (uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(w_head[i], -2 * grad[i]) << i;
+  for (float v : b) EXPECT_EQ(v, 0.0f);
 }
 
 // A SYNC pull waits on every shard, also one it reads nothing from: otherwise the push

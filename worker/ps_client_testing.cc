@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/wire.h"
 #include "gtest/gtest.h"
 #include "server/convert.h"
 
@@ -54,7 +55,8 @@ grpc::ServerUnaryReactor* FlakyShardService::DropTable(grpc::CallbackServerConte
 }
 
 grpc::ServerUnaryReactor* FlakyShardService::Pull(grpc::CallbackServerContext* ctx,
-                                                  const PullRequest* req, PullResponse* resp) {
+                                                  const grpc::ByteBuffer* req,
+                                                  grpc::ByteBuffer* resp) {
   if (Take(&fail_pulls_)) {
     ++injected_;
     return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: pull failed"));
@@ -63,7 +65,16 @@ grpc::ServerUnaryReactor* FlakyShardService::Pull(grpc::CallbackServerContext* c
 }
 
 grpc::ServerUnaryReactor* FlakyShardService::Push(grpc::CallbackServerContext* ctx,
-                                                  const PushRequest* req, PushResponse* resp) {
+                                                  const grpc::ByteBuffer* request,
+                                                  grpc::ByteBuffer* resp) {
+  // Read as the service reads it (values aside); a malformed request goes on to it.
+  std::string rest;
+  wire::ByteViews values;
+  PushRequest parsed;
+  if (wire::SplitBytesField(*request, PushRequest::kValuesFieldNumber, &rest, &values).ok()) {
+    parsed.ParseFromString(rest);
+  }
+  const PushRequest* req = &parsed;
   const int only = fail_pushes_rank_.load();
   if ((only < 0 || static_cast<uint32_t>(only) == req->rank()) && Take(&fail_pushes_)) {
     ++injected_;
@@ -82,13 +93,15 @@ grpc::ServerUnaryReactor* FlakyShardService::Push(grpc::CallbackServerContext* c
     for (const Slice& s : req->slices()) {
       args.slices.push_back(SliceArgs{s.table(), s.begin(), s.count(), s.keys()});
     }
-    args.values = req->values();
+    std::string joined;
+    values.AppendTo(&joined);
+    args.values = joined;
     absl::StatusOr<PushResult> result = (*job)->Push(args);
     if (!result.ok()) return FinishNow(ctx, ToGrpcStatus(result.status()));
     return FinishNow(ctx,
                      grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: push response lost"));
   }
-  return inner_.Push(ctx, req, resp);
+  return inner_.Push(ctx, request, resp);
 }
 
 grpc::ServerUnaryReactor* FlakyShardService::Checkpoint(grpc::CallbackServerContext* ctx,

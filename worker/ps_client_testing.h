@@ -18,7 +18,9 @@ namespace ps {
 
 // The real ShardServiceImpl behind a layer that can fail calls on demand: the fault
 // injection point of the client's retry tests. Thread-safe.
-class FlakyShardService final : public ShardService::CallbackService {
+class FlakyShardService final
+    : public ShardService::WithRawCallbackMethod_Pull<
+          ShardService::WithRawCallbackMethod_Push<ShardService::CallbackService>> {
  public:
   FlakyShardService(ShardCore* core);  // Not owned.
 
@@ -45,10 +47,11 @@ class FlakyShardService final : public ShardService::CallbackService {
                                         CreateTableResponse* resp) override;
   grpc::ServerUnaryReactor* DropTable(grpc::CallbackServerContext* ctx, const DropTableRequest* req,
                                       DropTableResponse* resp) override;
-  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* ctx, const PullRequest* req,
-                                 PullResponse* resp) override;
-  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const PushRequest* req,
-                                 PushResponse* resp) override;
+  // Pull and Push are served as bytes, as ShardServiceImpl serves them.
+  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                 grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
+                                 grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const CheckpointRequest* req,
                                        CheckpointResponse* resp) override;

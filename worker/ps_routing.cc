@@ -266,27 +266,10 @@ void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
 
 absl::Status ScatterValues(const PlanPart& part, absl::string_view bytes,
                            absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) {
-  if (bytes.size() != part.floats * kValueBytes) {
-    return absl::InternalError(absl::StrCat("values: ", bytes.size(), " bytes, expected ",
-                                            part.floats * kValueBytes, " for ", part.floats,
-                                            " float32 values"));
-  }
-  const char* src = bytes.data();
-  for (const PlanSlice& s : part.slices) {
-    if (!s.sparse) {
-      const DenseRef& ref = dense[s.ref];
-      std::memcpy(ref.data + (s.begin - ref.begin), src, s.count * kValueBytes);
-      src += s.count * kValueBytes;
-      continue;
-    }
-    const SparseRef& ref = sparse[s.ref];
-    const size_t row = size_t{ref.dim} * kValueBytes;
-    for (uint64_t k = 0; k < s.count; ++k) {
-      std::memcpy(ref.data + size_t{s.positions[k]} * ref.dim, src, row);
-      src += row;
-    }
-  }
-  return absl::OkStatus();
+  return ScatterValuesFrom(
+      part, bytes.size(),
+      [&bytes](size_t offset, size_t n, char* dst) { std::memcpy(dst, bytes.data() + offset, n); },
+      dense, sparse);
 }
 
 }  // namespace ps

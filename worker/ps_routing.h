@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/partition.h"
@@ -157,6 +158,36 @@ void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
 // Different parts of one plan write disjoint memory: they may scatter concurrently.
 absl::Status ScatterValues(const PlanPart& part, absl::string_view bytes,
                            absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse);
+
+// As ScatterValues, from `size` bytes that `copy(offset, n, dst)` copies out of
+// wherever they lie (e.g. the slices of a received message, common/wire.h).
+template <typename CopyFn>
+absl::Status ScatterValuesFrom(const PlanPart& part, size_t size, const CopyFn& copy,
+                               absl::Span<const DenseRef> dense,
+                               absl::Span<const SparseRef> sparse) {
+  constexpr size_t kFloat = sizeof(float);
+  if (size != part.floats * kFloat) {
+    return absl::InternalError(absl::StrCat("values: ", size, " bytes, expected ",
+                                            part.floats * kFloat, " for ", part.floats,
+                                            " float32 values"));
+  }
+  size_t offset = 0;
+  for (const PlanSlice& s : part.slices) {
+    if (!s.sparse) {
+      const DenseRef& ref = dense[s.ref];
+      copy(offset, s.count * kFloat, reinterpret_cast<char*>(ref.data + (s.begin - ref.begin)));
+      offset += s.count * kFloat;
+      continue;
+    }
+    const SparseRef& ref = sparse[s.ref];
+    const size_t row = size_t{ref.dim} * kFloat;
+    for (uint64_t k = 0; k < s.count; ++k) {
+      copy(offset, row, reinterpret_cast<char*>(ref.data + size_t{s.positions[k]} * ref.dim));
+      offset += row;
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace ps
 

@@ -1,0 +1,188 @@
+#include "common/wire.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
+
+namespace ps::wire {
+namespace {
+
+using google::protobuf::internal::WireFormatLite;
+
+// The slices of a buffer as protobuf's input stream, handing out their own memory.
+class SliceInput final : public google::protobuf::io::ZeroCopyInputStream {
+ public:
+  explicit SliceInput(const std::vector<grpc::Slice>& slices) : slices_(slices) {}
+
+  bool Next(const void** data, int* size) override {
+    if (backed_up_ > 0) {
+      *data = last_ + last_size_ - backed_up_;
+      *size = backed_up_;
+      count_ += backed_up_;
+      backed_up_ = 0;
+      return true;
+    }
+    while (next_ < slices_.size() && slices_[next_].size() == 0) ++next_;
+    if (next_ == slices_.size()) return false;
+    const grpc::Slice& s = slices_[next_++];
+    last_ = reinterpret_cast<const char*>(s.begin());
+    last_size_ = static_cast<int>(s.size());
+    *data = last_;
+    *size = last_size_;
+    count_ += last_size_;
+    return true;
+  }
+  void BackUp(int count) override {
+    backed_up_ = count;
+    count_ -= count;
+  }
+  bool Skip(int count) override {
+    const void* data;
+    int size;
+    while (count > 0) {
+      if (!Next(&data, &size)) return false;
+      if (size > count) {
+        BackUp(size - count);
+        return true;
+      }
+      count -= size;
+    }
+    return true;
+  }
+  int64_t ByteCount() const override { return count_; }
+
+ private:
+  const std::vector<grpc::Slice>& slices_;
+  size_t next_ = 0;
+  const char* last_ = nullptr;
+  int last_size_ = 0;
+  int backed_up_ = 0;
+  int64_t count_ = 0;
+};
+
+}  // namespace
+
+void ByteViews::CopyOut(size_t offset, size_t n, char* dst) const {
+  // The view holding `offset`: the last start not after it.
+  size_t i = std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin() - 1;
+  size_t in_view = offset - starts_[i];
+  while (n > 0) {
+    const size_t take = std::min(n, views_[i].size() - in_view);
+    std::memcpy(dst, views_[i].data() + in_view, take);
+    dst += take;
+    n -= take;
+    ++i;
+    in_view = 0;
+  }
+}
+
+void ByteViews::AppendTo(std::string* out) const {
+  out->reserve(out->size() + size_);
+  for (absl::string_view v : views_) out->append(v.data(), v.size());
+}
+
+absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std::string* rest,
+                             ByteViews* out) {
+  *out = ByteViews();
+  rest->clear();
+  if (!buffer.Valid()) return absl::OkStatus();  // An empty message.
+  if (grpc::Status s = buffer.Dump(&out->slices_); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("message: unreadable: ", s.error_message()));
+  }
+  SliceInput stream(out->slices_);
+  google::protobuf::io::CodedInputStream in(&stream);
+  google::protobuf::io::StringOutputStream rest_stream(rest);
+  google::protobuf::io::CodedOutputStream rest_out(&rest_stream);
+  const uint32_t wanted = WireFormatLite::MakeTag(static_cast<int>(field),
+                                                  WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  while (true) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) {
+      // The end of the input, or a malformed or zero tag.
+      if (!in.ConsumedEntireMessage()) {
+        return absl::InvalidArgumentError("message: malformed field tag");
+      }
+      return absl::OkStatus();
+    }
+    if (tag != wanted) {
+      if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_START_GROUP ||
+          !WireFormatLite::SkipField(&in, tag, &rest_out)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("message: malformed field ", WireFormatLite::GetTagFieldNumber(tag)));
+      }
+      continue;
+    }
+    uint32_t length = 0;
+    if (!in.ReadVarint32(&length)) {
+      return absl::InvalidArgumentError(absl::StrCat("message: field ", field, ": bad length"));
+    }
+    out->views_.clear();  // The last occurrence wins.
+    out->starts_.clear();
+    out->size_ = 0;
+    while (length > 0) {
+      const void* data = nullptr;
+      int size = 0;
+      if (!in.GetDirectBufferPointer(&data, &size) || size <= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("message: field ", field, ": ", length, " bytes missing"));
+      }
+      const uint32_t take = std::min(length, static_cast<uint32_t>(size));
+      out->starts_.push_back(out->size_);
+      out->views_.emplace_back(static_cast<const char*>(data), take);
+      out->size_ += take;
+      in.Skip(static_cast<int>(take));
+      length -= take;
+    }
+  }
+}
+
+void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out) {
+  google::protobuf::io::StringOutputStream stream(out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.WriteTag(WireFormatLite::MakeTag(static_cast<int>(field),
+                                         WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+  coded.WriteVarint64(size);
+}
+
+std::unique_ptr<std::string> BufferPool::Get() {
+  {
+    MutexLock lock(&mu_);
+    if (!free_.empty()) {
+      std::unique_ptr<std::string> b = std::move(free_.back());
+      free_.pop_back();
+      b->clear();
+      return b;
+    }
+  }
+  return std::make_unique<std::string>();
+}
+
+void BufferPool::Put(std::unique_ptr<std::string> buffer) {
+  if (buffer == nullptr || buffer->capacity() > max_bytes_) return;
+  MutexLock lock(&mu_);
+  if (free_.size() < max_free_) free_.push_back(std::move(buffer));
+}
+
+grpc::Slice BufferPool::Wrap(std::unique_ptr<std::string> buffer) {
+  struct Loan {
+    std::shared_ptr<BufferPool> pool;
+    std::unique_ptr<std::string> buffer;
+  };
+  std::string* raw = buffer.get();
+  auto* loan = new Loan{shared_from_this(), std::move(buffer)};
+  return grpc::Slice(
+      raw->data(), raw->size(),
+      [](void* p) {
+        std::unique_ptr<Loan> l(static_cast<Loan*>(p));
+        l->pool->Put(std::move(l->buffer));
+      },
+      loan);
+}
+
+}  // namespace ps::wire

@@ -1,0 +1,87 @@
+// Tensor bytes on the wire without extra copies: protobuf messages read from and built
+// as grpc::ByteBuffers, with one `bytes` field (the tensor) left where it lies.
+//
+// Receiving: SplitBytesField walks a serialized message in the buffer's own slices;
+// the tensor field becomes views into those slices (no copy) and the other, small
+// fields are copied out to be parsed by protobuf as usual.
+// Sending: a message is its small fields serialized by protobuf, then the tensor
+// field's tag and length, then a slice that owns the tensor's bytes in a reused buffer
+// (BufferPool::Wrap), so gRPC writes them to the socket from there. Fields may come in
+// any order in protobuf's wire format, so these are ordinary messages to any peer.
+//
+// A slice is never lent out of memory its owner takes back when a call returns: gRPC
+// (1.51) may keep a slice after the call, e.g. a write stuck on a stopped peer's full
+// socket, even after the connection was closed (tests/shard:stopped_shard_test).
+#ifndef PS_COMMON_WIRE_H_
+#define PS_COMMON_WIRE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "common/sync.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
+
+namespace ps::wire {
+
+// The bytes of one field as views into a received buffer's slices (which it holds).
+class ByteViews {
+ public:
+  size_t size() const { return size_; }
+  const std::vector<absl::string_view>& views() const { return views_; }
+  // The bytes as one view when they lie in a single slice (or are empty).
+  bool contiguous() const { return views_.size() <= 1; }
+  absl::string_view front() const { return views_.empty() ? absl::string_view() : views_[0]; }
+  // Copies bytes [offset, offset + n) to `dst`. The caller keeps within size().
+  void CopyOut(size_t offset, size_t n, char* dst) const;
+  void AppendTo(std::string* out) const;
+
+ private:
+  friend absl::Status SplitBytesField(const grpc::ByteBuffer&, uint32_t, std::string*,
+                                      ByteViews*);
+  std::vector<grpc::Slice> slices_;  // Keep the views' memory.
+  std::vector<absl::string_view> views_;
+  std::vector<size_t> starts_;  // Offset of each view within the field.
+  size_t size_ = 0;
+};
+
+// Splits the message serialized in `buffer` into the bytes of `field` (a length-
+// delimited field, the last occurrence wins as in proto3) and every other field, copied
+// to `rest` in wire format (parse it with ParseFromString). An absent field is empty.
+// INVALID_ARGUMENT when the bytes are not a well-formed message.
+absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std::string* rest,
+                             ByteViews* out);
+
+// Appends the tag and length of a length-delimited `field` of `size` bytes to `out`.
+void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out);
+
+// Strings kept for reuse: their capacity stays mapped, so filling them again costs no
+// page faults (fresh pages cost more than the copy on this machine kind, DESIGN.md
+// "Performance facts"). At most `max_free` are kept and none past `max_bytes`.
+// Thread-safe.
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  BufferPool(size_t max_free, size_t max_bytes) : max_free_(max_free), max_bytes_(max_bytes) {}
+
+  std::unique_ptr<std::string> Get();
+  void Put(std::unique_ptr<std::string> buffer);
+  // A slice of the whole of `buffer` that hands it back to this pool when gRPC drops
+  // the slice. The pool must be owned by a shared_ptr; the slice keeps it alive.
+  grpc::Slice Wrap(std::unique_ptr<std::string> buffer);
+
+ private:
+  const size_t max_free_;
+  const size_t max_bytes_;
+  Mutex mu_;
+  std::vector<std::unique_ptr<std::string>> free_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ps::wire
+
+#endif  // PS_COMMON_WIRE_H_

@@ -1,0 +1,171 @@
+#include "common/wire.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "proto/shard.pb.h"
+
+namespace ps::wire {
+namespace {
+
+PushRequest Sample(size_t value_bytes) {
+  PushRequest req;
+  req.set_job_id("job");
+  req.set_rank(3);
+  req.set_clock(77);
+  req.set_part(1);
+  req.set_num_parts(4);
+  Slice* s = req.add_slices();
+  s->set_table("w");
+  s->set_begin(10);
+  s->set_count(value_bytes / 4);
+  std::string values(value_bytes, '\0');
+  for (size_t i = 0; i < value_bytes; ++i) values[i] = static_cast<char>(i * 31 + 7);
+  req.set_values(values);
+  return req;
+}
+
+// `bytes` cut into slices of `piece` bytes (the last shorter), as gRPC hands over a
+// message that arrived in several frames.
+grpc::ByteBuffer Chopped(const std::string& bytes, size_t piece) {
+  std::vector<grpc::Slice> slices;
+  for (size_t at = 0; at < bytes.size(); at += piece) {
+    slices.emplace_back(bytes.data() + at, std::min(piece, bytes.size() - at));
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+std::string Joined(const ByteViews& v) {
+  std::string out;
+  v.AppendTo(&out);
+  return out;
+}
+
+TEST(SplitBytesFieldTest, ViewsTheFieldInPlaceAndCopiesTheRest) {
+  const PushRequest req = Sample(1000);
+  const std::string wire = req.SerializeAsString();
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{64}, wire.size()}) {
+    SCOPED_TRACE(piece);
+    const grpc::ByteBuffer buffer = Chopped(wire, piece);
+    std::string rest;
+    ByteViews values;
+    ASSERT_TRUE(SplitBytesField(buffer, 7, &rest, &values).ok());
+    EXPECT_EQ(values.size(), 1000u);
+    EXPECT_EQ(Joined(values), req.values());
+    EXPECT_EQ(values.contiguous(), piece == wire.size());
+    PushRequest parsed;
+    ASSERT_TRUE(parsed.ParseFromString(rest));
+    EXPECT_TRUE(parsed.values().empty());
+    parsed.set_values(req.values());
+    EXPECT_EQ(parsed.SerializeAsString(), wire);
+  }
+}
+
+TEST(SplitBytesFieldTest, CopyOutCrossesSliceBoundaries) {
+  const PushRequest req = Sample(256);
+  const grpc::ByteBuffer buffer = Chopped(req.SerializeAsString(), 5);
+  std::string rest;
+  ByteViews values;
+  ASSERT_TRUE(SplitBytesField(buffer, 7, &rest, &values).ok());
+  for (size_t offset : {size_t{0}, size_t{3}, size_t{100}, size_t{250}}) {
+    std::string got(256 - offset, '?');
+    values.CopyOut(offset, got.size(), got.data());
+    EXPECT_EQ(got, req.values().substr(offset)) << offset;
+  }
+}
+
+TEST(SplitBytesFieldTest, LastOccurrenceWinsAndAbsentIsEmpty) {
+  PushRequest first = Sample(8);
+  PushRequest second;
+  second.set_values("the last one");
+  const std::string wire = first.SerializeAsString() + second.SerializeAsString();
+  std::string rest;
+  ByteViews values;
+  ASSERT_TRUE(SplitBytesField(Chopped(wire, 3), 7, &rest, &values).ok());
+  EXPECT_EQ(Joined(values), "the last one");
+
+  PushRequest none = Sample(0);
+  none.clear_values();
+  ASSERT_TRUE(SplitBytesField(Chopped(none.SerializeAsString(), 4), 7, &rest, &values).ok());
+  EXPECT_EQ(values.size(), 0u);
+  PushRequest parsed;
+  ASSERT_TRUE(parsed.ParseFromString(rest));
+  EXPECT_EQ(parsed.job_id(), "job");
+
+  ASSERT_TRUE(SplitBytesField(grpc::ByteBuffer(), 7, &rest, &values).ok());
+  EXPECT_TRUE(rest.empty());
+}
+
+TEST(SplitBytesFieldTest, MalformedMessagesAreInvalidArgument) {
+  const std::string wire = Sample(100).SerializeAsString();
+  std::string rest;
+  ByteViews values;
+  // Cut inside the values: fewer bytes than the length says.
+  absl::Status s = SplitBytesField(Chopped(wire.substr(0, wire.size() - 10), 16), 7, &rest,
+                                   &values);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  // A zero tag, a group, and a truncated varint.
+  for (const std::string& bad : {std::string("\x00\x01", 2), std::string("\x0b\x0c", 2),
+                                std::string("\x18\xff", 2)}) {
+    s = SplitBytesField(Chopped(bad, 1), 7, &rest, &values);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  }
+  // Cut inside another field.
+  s = SplitBytesField(Chopped(wire.substr(0, 3), 1), 7, &rest, &values);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+}
+
+TEST(WireTest, BuiltMessageParsesAsProtobuf) {
+  const PushRequest req = Sample(4096);
+  PushRequest header = req;
+  header.clear_values();
+  std::string head = header.SerializeAsString();
+  AppendBytesFieldHeader(7, req.values().size(), &head);
+  auto pool = std::make_shared<BufferPool>(4, 1 << 20);
+  std::unique_ptr<std::string> values = pool->Get();
+  values->assign(req.values());
+  std::vector<grpc::Slice> slices = {grpc::Slice(head), pool->Wrap(std::move(values))};
+  grpc::ByteBuffer buffer(slices.data(), slices.size());
+  std::vector<grpc::Slice> dumped;
+  ASSERT_TRUE(buffer.Dump(&dumped).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : dumped) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  PushRequest parsed;
+  ASSERT_TRUE(parsed.ParseFromString(bytes));
+  EXPECT_EQ(parsed.SerializeAsString(), req.SerializeAsString());
+  // And back through SplitBytesField, in the one slice it was wrapped in.
+  std::string rest;
+  ByteViews got;
+  ASSERT_TRUE(SplitBytesField(buffer, 7, &rest, &got).ok());
+  EXPECT_TRUE(got.contiguous());
+  EXPECT_EQ(got.front(), req.values());
+}
+
+TEST(BufferPoolTest, WrappedBuffersComeBackWithTheirCapacity) {
+  auto pool = std::make_shared<BufferPool>(2, 1 << 20);
+  std::unique_ptr<std::string> b = pool->Get();
+  b->assign(4096, 'x');
+  const char* memory = b->data();
+  {
+    grpc::Slice s = pool->Wrap(std::move(b));
+    EXPECT_EQ(s.size(), 4096u);
+    EXPECT_EQ(reinterpret_cast<const char*>(s.begin()), memory);
+    grpc::Slice copy = s;  // Another reference: the buffer stays out until both go.
+  }
+  std::unique_ptr<std::string> again = pool->Get();
+  EXPECT_TRUE(again->empty());
+  EXPECT_GE(again->capacity(), 4096u);
+  EXPECT_EQ(again->data(), memory);  // The same memory, reused.
+
+  // Buffers past max_bytes are not kept.
+  again->reserve(2 << 20);
+  pool->Put(std::move(again));
+  EXPECT_LT(pool->Get()->capacity(), size_t{2} << 20);
+}
+
+}  // namespace
+}  // namespace ps::wire
