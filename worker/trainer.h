@@ -55,6 +55,9 @@ struct TrainerProgress {
   uint32_t epoch = 0;
   double loss = 0;     // Mean training loss over the period.
   double samples_per_s = 0;
+  // compute: batch gathering, parameter preparation and gradients. push: the push of
+  // the clock together with the pull of the next one, which it carries (PushPull).
+  // pull: pulls on their own (the first clock of a run).
   double compute_s = 0, pull_s = 0, push_s = 0;
   bool has_eval = false;
   int64_t eval_examples = 0;
