@@ -3,6 +3,8 @@
 //
 //   bazel run -c opt //tests/bench:ps_bench -- --all --json
 //   bazel run -c opt //tests/bench:ps_bench -- --mode=dense,latency --quick
+//   bazel run -c opt //tests/bench:ps_bench -- --mode=dense --dense_floats=16777216
+//       --dense_shards=2 --dense_clients=1 [--no_baseline]   (one configuration, e.g. under perf)
 //
 // Modes (each a key of the JSON object on stdout, a list of rows):
 //   dense       push+pull of dense tensors vs the best raw gRPC echo of the same bytes
@@ -62,11 +64,29 @@ struct Args {
   // GrpcPsClient options (0: the client's defaults), for sweeps.
   uint64_t chunk_kb = 0;
   int channels = 0;
+  // Dense sweep limits (empty: the mode's defaults), to profile one configuration.
+  std::vector<uint64_t> dense_floats;
+  std::vector<int> dense_shards;
+  std::vector<int> dense_clients;
+  bool no_baseline = false;  // Profiling ours alone: no raw echo, ratios 0.
+  double dense_gb = 0.5;     // Parameter bytes moved per dense row (push + pull).
 };
 
 Args g_args;  // Set once by Main before any mode runs.
 
 const char* const kModes[] = {"dense", "sparse", "latency", "e2e", "checkpoint"};
+
+// "1,2,4" into positive numbers.
+template <typename T>
+bool ParseList(absl::string_view text, std::vector<T>* out) {
+  out->clear();
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    T v{};
+    if (!absl::SimpleAtoi(item, &v) || v <= 0) return false;
+    out->push_back(v);
+  }
+  return !out->empty();
+}
 
 bool Parse(int argc, char** argv, Args* a) {
   for (int i = 1; i < argc; ++i) {
@@ -77,6 +97,10 @@ bool Parse(int argc, char** argv, Args* a) {
     }
     if (arg == "--json") {
       a->json = true;
+      continue;
+    }
+    if (arg == "--no_baseline") {
+      a->no_baseline = true;
       continue;
     }
     if (arg == "--quick") {
@@ -102,6 +126,14 @@ bool Parse(int argc, char** argv, Args* a) {
       if (!absl::SimpleAtoi(kv[1], &a->chunk_kb)) return false;
     } else if (kv[0] == "--channels") {
       if (!absl::SimpleAtoi(kv[1], &a->channels)) return false;
+    } else if (kv[0] == "--dense_floats") {
+      if (!ParseList(kv[1], &a->dense_floats)) return false;
+    } else if (kv[0] == "--dense_shards") {
+      if (!ParseList(kv[1], &a->dense_shards)) return false;
+    } else if (kv[0] == "--dense_clients") {
+      if (!ParseList(kv[1], &a->dense_clients)) return false;
+    } else if (kv[0] == "--dense_gb") {
+      if (!absl::SimpleAtod(kv[1], &a->dense_gb) || a->dense_gb <= 0) return false;
     } else if (kv[0] == "--e2e_clocks") {
       if (!absl::SimpleAtoi(kv[1], &a->e2e_clocks) || a->e2e_clocks < 0) return false;
     } else {
@@ -176,14 +208,18 @@ double RunParallel(int n, const std::function<void(int)>& fn) {
 // ---- dense ----------------------------------------------------------------------
 
 void RunDense(const Args& a, std::vector<Row>* rows) {
-  const std::vector<uint64_t> sizes =
+  std::vector<uint64_t> sizes =
       a.quick ? std::vector<uint64_t>{uint64_t{1} << 18, uint64_t{1} << 20}
               : std::vector<uint64_t>{uint64_t{1} << 20, uint64_t{16} << 20, uint64_t{64} << 20};
-  const std::vector<int> client_counts = a.quick ? std::vector<int>{1, 2} : std::vector<int>{1, 2, 4};
-  const int max_clients = client_counts.back();
+  if (!a.dense_floats.empty()) sizes = a.dense_floats;
+  std::vector<int> client_counts = a.quick ? std::vector<int>{1, 2} : std::vector<int>{1, 2, 4};
+  if (!a.dense_clients.empty()) client_counts = a.dense_clients;
+  const std::vector<int> shard_counts =
+      a.dense_shards.empty() ? std::vector<int>{1, 2} : a.dense_shards;
+  const int max_clients = *std::max_element(client_counts.begin(), client_counts.end());
   // The raw baseline per size: the best of chunk sizes x channel counts.
   std::map<uint64_t, EchoBest> raw;
-  {
+  if (!a.no_baseline) {
     EchoServer echo;
     for (uint64_t floats : sizes) {
       const size_t bytes = floats * sizeof(float);
@@ -191,7 +227,7 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
       raw[floats] = BestEcho(echo, bytes, {1 * kMiB, 4 * kMiB, 16 * kMiB}, {1, 2, 4}, iters);
     }
   }
-  for (int shards : {1, 2}) {
+  for (int shards : shard_counts) {
     std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("dense", shards)));
     std::vector<std::unique_ptr<GrpcPsClient>> clients =
         Clients(cluster->addresses(), max_clients);
@@ -207,10 +243,11 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
       std::vector<bool> warm(max_clients, false);
       const double bytes = static_cast<double>(floats) * sizeof(float);
       for (int c : client_counts) {
-        // Enough rounds to move about 0.5 GB (at least 2), after one warm-up round of
-        // each client (connections, first touch of the table).
-        const int iters = std::clamp(static_cast<int>(0.5e9 / (2 * bytes * c)), 2, 40);
+        // Enough rounds to move about --dense_gb (at least 2), after one warm-up round
+        // of each client (connections, first touch of the table).
+        const int iters = std::clamp(static_cast<int>(a.dense_gb * 1e9 / (2 * bytes * c)), 2, 400);
         std::vector<double> push_s(c, 0), pull_s(c, 0);
+        // Sequential: Push(clock), then Pull(clock + 1), each call timed.
         auto round = [&](int i, int n, bool timed) {
           DenseRef ref{"w", 0, floats, buffers[i].data()};
           for (int k = 0; k < n; ++k) {
@@ -218,10 +255,24 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
             const auto t0 = Clock::now();
             if (auto s = clients[i]->Push(job, i, clock, {&ref, 1}, {}); !s.ok()) Fail("push", s);
             const auto t1 = Clock::now();
-            if (auto s = clients[i]->Pull(job, i, clock, {&ref, 1}, {}); !s.ok()) Fail("pull", s);
+            if (auto s = clients[i]->Pull(job, i, clock + 1, {&ref, 1}, {}); !s.ok()) {
+              Fail("pull", s);
+            }
             if (timed) {
               push_s[i] += std::chrono::duration<double>(t1 - t0).count();
               pull_s[i] += SecondsSince(t1);
+            }
+          }
+        };
+        // Pipelined: the same, as the trainer calls it (PushPull: the values of one
+        // part come back while the gradients of the next go out).
+        auto pipelined = [&](int i, int n) {
+          DenseRef ref{"w", 0, floats, buffers[i].data()};
+          for (int k = 0; k < n; ++k) {
+            const uint64_t clock = next_clock[i]++;
+            if (auto s = clients[i]->PushPull(job, i, clock, {&ref, 1}, {}, {&ref, 1}, {});
+                !s.ok()) {
+              Fail("push-pull", s);
             }
           }
         };
@@ -229,20 +280,24 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
           if (!warm[i]) round(i, 1, false);
         });
         for (int i = 0; i < c; ++i) warm[i] = true;
-        const double wall = RunParallel(c, [&](int i) { round(i, iters, true); });
+        const double sequential_wall = RunParallel(c, [&](int i) { round(i, iters, true); });
+        const double wall = RunParallel(c, [&](int i) { pipelined(i, iters); });
         const double gbps = 2 * bytes * c * iters / wall / 1e9;
+        const double sequential_gbps = 2 * bytes * c * iters / sequential_wall / 1e9;
         const EchoBest& r = raw[floats];
         Row row;
         row.Set("floats", static_cast<double>(floats))
             .Set("shards", shards)
             .Set("clients", c)
             .Set("ours_gbps", gbps)
+            .Set("sequential_gbps", sequential_gbps)
             .Set("push_ms", push_s[0] * 1e3 / iters)
             .Set("pull_ms", pull_s[0] * 1e3 / iters)
             .Set("raw_gbps", r.gbps)
             .Set("raw_chunk_mib", static_cast<double>(r.chunk) / kMiB)
             .Set("raw_channels", r.channels)
-            .Set("ratio", r.gbps > 0 ? gbps / r.gbps : 0);
+            .Set("ratio", r.gbps > 0 ? gbps / r.gbps : 0)
+            .Set("sequential_ratio", r.gbps > 0 ? sequential_gbps / r.gbps : 0);
         PS_LOG(INFO) << "dense: " << row.ToText();
         rows->push_back(std::move(row));
       }
