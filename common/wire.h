@@ -11,7 +11,7 @@
 //
 // A slice is never lent out of memory its owner takes back when a call returns: gRPC
 // (1.51) may keep a slice after the call, e.g. a write stuck on a stopped peer's full
-// socket, even after the connection was closed (tests/shard:stopped_shard_test).
+// socket, even after the connection was closed (seen with a SIGSTOPped shard).
 #ifndef PS_COMMON_WIRE_H_
 #define PS_COMMON_WIRE_H_
 

@@ -705,8 +705,8 @@ void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const Dens
                                      std::vector<grpc::Slice>* out) {
   // Gathered once into a reused buffer that the slice owns: gRPC may hold a slice past
   // the end of its call (gRPC 1.51 keeps a write stuck on a stopped peer's full socket
-  // even after the connection is closed, tests/shard:stopped_shard_test), so the
-  // caller's own memory, which is theirs again when the call returns, is not lent.
+  // even after the connection is closed), so the caller's own memory, which is theirs
+  // again when the call returns, is not lent.
   std::unique_ptr<std::string> gathered = buffers_->Get();
   GatherValues(part, dense, sparse, gathered.get());
   out->push_back(buffers_->Wrap(std::move(gathered)));
