@@ -82,6 +82,21 @@ void ByteViews::CopyOut(size_t offset, size_t n, char* dst) const {
   }
 }
 
+void ByteViews::Reader::Read(size_t n, char* dst) {
+  while (n > 0) {
+    const absl::string_view v = views_.views_[view_];
+    const size_t take = std::min(n, v.size() - in_view_);
+    std::memcpy(dst, v.data() + in_view_, take);
+    dst += take;
+    n -= take;
+    in_view_ += take;
+    if (in_view_ == v.size()) {
+      ++view_;
+      in_view_ = 0;
+    }
+  }
+}
+
 void ByteViews::AppendTo(std::string* out) const {
   out->reserve(out->size() + size_);
   for (absl::string_view v : views_) out->append(v.data(), v.size());

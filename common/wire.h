@@ -40,6 +40,19 @@ class ByteViews {
   absl::string_view front() const { return views_.empty() ? absl::string_view() : views_[0]; }
   // Copies bytes [offset, offset + n) to `dst`. The caller keeps within size().
   void CopyOut(size_t offset, size_t n, char* dst) const;
+
+  // Reads the bytes front to back without searching for each piece's view.
+  class Reader {
+   public:
+    explicit Reader(const ByteViews& views) : views_(views) {}
+    // Copies the next `n` bytes to `dst`. The caller keeps within size().
+    void Read(size_t n, char* dst);
+
+   private:
+    const ByteViews& views_;
+    size_t view_ = 0;
+    size_t in_view_ = 0;
+  };
   void AppendTo(std::string* out) const;
 
  private:

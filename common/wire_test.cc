@@ -76,6 +76,22 @@ TEST(SplitBytesFieldTest, CopyOutCrossesSliceBoundaries) {
   }
 }
 
+TEST(SplitBytesFieldTest, ReaderReadsFrontToBackAcrossSlices) {
+  const PushRequest req = Sample(300);
+  const grpc::ByteBuffer buffer = Chopped(req.SerializeAsString(), 7);
+  std::string rest;
+  ByteViews values;
+  ASSERT_TRUE(SplitBytesField(buffer, 7, &rest, &values).ok());
+  ByteViews::Reader reader(values);
+  std::string got;
+  for (size_t n : {size_t{1}, size_t{6}, size_t{7}, size_t{64}, size_t{0}, size_t{222}}) {
+    std::string piece(n, '?');
+    reader.Read(n, piece.data());
+    got += piece;
+  }
+  EXPECT_EQ(got, req.values());
+}
+
 TEST(SplitBytesFieldTest, LastOccurrenceWinsAndAbsentIsEmpty) {
   PushRequest first = Sample(8);
   PushRequest second;

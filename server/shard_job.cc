@@ -258,21 +258,25 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
         return absl::DeadlineExceededError(absl::StrCat("clock ", clock, " is not ready"));
       }
     } else {
+      // Under the shared lock while every row exists (the common case, one lookup per
+      // key); a pull that must create rows starts over under the exclusive lock.
+      const size_t start = out->size();
+      out->reserve(start + floats * sizeof(float));
       for (const Parsed& p : parsed) {
-        if (!no_wait && p.table->sparse() && p.table->CountMissing(p.keys) > 0) need_rows = true;
+        if (!p.table->sparse()) {
+          p.table->ReadDense(p.begin, p.count, out);
+        } else if (no_wait) {
+          p.table->ReadRows(p.keys, out);
+        } else if (!p.table->TryReadRows(p.keys, out)) {
+          need_rows = true;
+          break;
+        }
       }
       if (!need_rows) {
-        out->reserve(out->size() + floats * sizeof(float));
-        for (const Parsed& p : parsed) {
-          if (p.table->sparse()) {
-            p.table->ReadRows(p.keys, out);
-          } else {
-            p.table->ReadDense(p.begin, p.count, out);
-          }
-        }
         *applied_clock = SnapshotClockLocked();
         return true;
       }
+      out->resize(start);
     }
   }
   MutexLock lock(&mu_);

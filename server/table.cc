@@ -77,8 +77,10 @@ void Table::ReadDense(uint64_t begin, uint64_t count, std::string* out) const {
 uint64_t Table::CountMissing(absl::Span<const uint64_t> keys) const {
   absl::flat_hash_map<uint64_t, bool> seen;
   uint64_t missing = 0;
-  for (uint64_t k : keys) {
-    if (!index_.contains(k) && seen.emplace(k, true).second) ++missing;
+  constexpr size_t kAhead = 8;  // Prefetch distance, as in TryReadRows.
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i + kAhead < keys.size()) index_.prefetch(keys[i + kAhead]);
+    if (!index_.contains(keys[i]) && seen.emplace(keys[i], true).second) ++missing;
   }
   return missing;
 }
@@ -98,6 +100,28 @@ uint64_t Table::RowOf(uint64_t key) {
 
 void Table::CreateRows(absl::Span<const uint64_t> keys) {
   for (uint64_t k : keys) RowOf(k);
+}
+
+bool Table::TryReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
+  const uint32_t dim = config_.dim;
+  const size_t start = out->size();
+  out->resize(start + keys.size() * dim * sizeof(float));
+  char* dst = out->data() + start;
+  // Keys come in random order, so each lookup misses the cache: prefetching the index
+  // a few keys ahead overlaps those misses.
+  constexpr size_t kAhead = 8;
+  for (size_t i = 0; i < std::min(kAhead, keys.size()); ++i) index_.prefetch(keys[i]);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i + kAhead < keys.size()) index_.prefetch(keys[i + kAhead]);
+    auto it = index_.find(keys[i]);
+    if (it == index_.end()) {
+      out->resize(start);
+      return false;
+    }
+    std::memcpy(dst, weights_.data() + it->second * dim, dim * sizeof(float));
+    dst += dim * sizeof(float);
+  }
+  return true;
 }
 
 void Table::ReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
@@ -129,7 +153,10 @@ void Table::ApplyDense(uint64_t begin, absl::Span<const float> grad) {
 
 void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad) {
   const uint32_t dim = config_.dim;
+  constexpr size_t kAhead = 8;  // Prefetch distance, as in TryReadRows.
+  for (size_t i = 0; i < std::min(kAhead, keys.size()); ++i) index_.prefetch(keys[i]);
   for (size_t i = 0; i < keys.size(); ++i) {
+    if (i + kAhead < keys.size()) index_.prefetch(keys[i + kAhead]);
     const uint64_t row = RowOf(keys[i]);
     float* slots[2] = {nullptr, nullptr};
     for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + row * dim;

@@ -73,6 +73,9 @@ class Table {
   // Sparse: appends the rows of `keys` to `out`; missing rows read as their initial
   // values without being created.
   void ReadRows(absl::Span<const uint64_t> keys, std::string* out) const;
+  // Sparse: as ReadRows when every key has a row (one lookup per key); else false with
+  // `out` unchanged.
+  bool TryReadRows(absl::Span<const uint64_t> keys, std::string* out) const;
 
   // Starts one optimizer step (Adam's t).
   void BeginStep() { ++step_; }

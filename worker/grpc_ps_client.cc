@@ -556,9 +556,9 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
         }
         *part_clock = head.clock();
         if (values.contiguous()) return ScatterValues(part, values.front(), dense, sparse);
+        wire::ByteViews::Reader reader(values);  // ScatterValuesFrom reads in order.
         return ScatterValuesFrom(
-            part, values.size(),
-            [&values](size_t offset, size_t n, char* dst) { values.CopyOut(offset, n, dst); },
+            part, values.size(), [&reader](size_t, size_t n, char* dst) { reader.Read(n, dst); },
             dense, sparse);
       };
       if (start) batch->Start(call);

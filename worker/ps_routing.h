@@ -160,7 +160,8 @@ absl::Status ScatterValues(const PlanPart& part, absl::string_view bytes,
                            absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse);
 
 // As ScatterValues, from `size` bytes that `copy(offset, n, dst)` copies out of
-// wherever they lie (e.g. the slices of a received message, common/wire.h).
+// wherever they lie (e.g. the slices of a received message, common/wire.h). The
+// calls come in order of offset, each starting where the previous one ended.
 template <typename CopyFn>
 absl::Status ScatterValuesFrom(const PlanPart& part, size_t size, const CopyFn& copy,
                                absl::Span<const DenseRef> dense,
