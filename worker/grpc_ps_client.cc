@@ -413,7 +413,8 @@ absl::StatusOr<uint64_t> GrpcPsClient::SetupJob(const ShardJobConfig& config,
                                                    " shards"));
   }
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route,
-                      JobRoute::Create(cfg.job_id(), num_shards(), tables));
+                      JobRoute::Create(cfg.job_id(), num_shards(), tables,
+                                       cfg.consistency().mode()));
   uint64_t clock = 0;
   {
     Batch batch(this);
@@ -476,7 +477,8 @@ absl::Status GrpcPsClient::AttachJob(const std::string& job_id) {
   }
   std::vector<TableSpec> tables(first.tables().begin(), first.tables().end());
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route,
-                      JobRoute::Create(job_id, num_shards(), tables));
+                      JobRoute::Create(job_id, num_shards(), tables,
+                                       first.config().consistency().mode()));
   routes_.Put(std::move(route));
   return absl::OkStatus();
 }
@@ -673,10 +675,15 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
   std::vector<uint64_t> clocks;
   PS_RETURN_IF_ERROR(AddPulls(&batch, pull_plan, job_id, rank, clock + 1, /*no_wait=*/false,
                               pull_dense, pull_sparse, &clocks, /*start=*/false, &pulls));
-  // A pull part goes out once the shard acknowledged the push part that wrote the same
-  // ranges, or else every push part of its shard: it then reads this worker's own
-  // update, as a pull after the push would, while other parts are still on the wire.
-  for (uint32_t s = 0; s < pulls.size(); ++s) {
+  // SYNC: every part goes out at once. The shard holds a pull of clock c + 1 until it
+  // has applied clock c, which takes this worker's push of c too.
+  // Otherwise a pull part goes out once the shard acknowledged the push part that
+  // wrote the same ranges, or else every push part of its shard: it then reads this
+  // worker's own update, as a pull after the push would, while other parts are still
+  // on the wire.
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
+  const bool sync = route->mode() == SYNC;
+  for (uint32_t s = 0; s < pulls.size() && !sync; ++s) {
     const std::vector<PlanPart>& pull_parts = pull_plan.parts()[s];
     const std::vector<PlanPart>& push_parts = push_plan.parts()[s];
     const bool pairwise =
@@ -697,7 +704,7 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
       }
     }
   }
-  return batch.Run();  // Starts the pushes; each pull follows its pushes.
+  return batch.Run();  // Starts the pushes, and the pulls that wait for none.
 }
 
 void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,

@@ -83,9 +83,10 @@ class PartBuilder {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const JobRoute>> JobRoute::Create(
-    std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables) {
+    std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables,
+    Consistency mode) {
   if (num_shards == 0) return absl::InvalidArgumentError("num_shards: must be > 0");
-  std::shared_ptr<JobRoute> route(new JobRoute(std::move(job_id), num_shards));
+  std::shared_ptr<JobRoute> route(new JobRoute(std::move(job_id), num_shards, mode));
   for (size_t i = 0; i < tables.size(); ++i) {
     const TableSpec& spec = tables[i];
     const std::string field = absl::StrCat("tables[", i, "]");

@@ -55,21 +55,26 @@ class JobRoute {
  public:
   // INVALID_ARGUMENT naming "tables[i]..." for a spec the shards would refuse, or a
   // repeated name.
+  // `mode` is the job's consistency model, when the caller knows it (ASYNC, the
+  // default, promises the least).
   static absl::StatusOr<std::shared_ptr<const JobRoute>> Create(
-      std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables);
+      std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables,
+      Consistency mode = ASYNC);
 
   const std::string& job_id() const { return job_id_; }
   uint32_t num_shards() const { return num_shards_; }
+  Consistency mode() const { return mode_; }
   // nullptr when the job has no such table.
   const TableRoute* Find(absl::string_view table) const;
   std::vector<std::string> TableNames() const;
 
  private:
-  JobRoute(std::string job_id, uint32_t num_shards)
-      : job_id_(std::move(job_id)), num_shards_(num_shards) {}
+  JobRoute(std::string job_id, uint32_t num_shards, Consistency mode)
+      : job_id_(std::move(job_id)), num_shards_(num_shards), mode_(mode) {}
 
   const std::string job_id_;
   const uint32_t num_shards_;
+  const Consistency mode_;
   absl::flat_hash_map<std::string, TableRoute> tables_;
 };
 
