@@ -68,20 +68,6 @@ class SliceInput final : public google::protobuf::io::ZeroCopyInputStream {
 
 }  // namespace
 
-void ByteViews::CopyOut(size_t offset, size_t n, char* dst) const {
-  // The view holding `offset`: the last start not after it.
-  size_t i = std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin() - 1;
-  size_t in_view = offset - starts_[i];
-  while (n > 0) {
-    const size_t take = std::min(n, views_[i].size() - in_view);
-    std::memcpy(dst, views_[i].data() + in_view, take);
-    dst += take;
-    n -= take;
-    ++i;
-    in_view = 0;
-  }
-}
-
 void ByteViews::Reader::Read(size_t n, char* dst) {
   while (n > 0) {
     const absl::string_view v = views_.views_[view_];
@@ -138,7 +124,6 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std
       return absl::InvalidArgumentError(absl::StrCat("message: field ", field, ": bad length"));
     }
     out->views_.clear();  // The last occurrence wins.
-    out->starts_.clear();
     out->size_ = 0;
     while (length > 0) {
       const void* data = nullptr;
@@ -148,7 +133,6 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std
             absl::StrCat("message: field ", field, ": ", length, " bytes missing"));
       }
       const uint32_t take = std::min(length, static_cast<uint32_t>(size));
-      out->starts_.push_back(out->size_);
       out->views_.emplace_back(static_cast<const char*>(data), take);
       out->size_ += take;
       in.Skip(static_cast<int>(take));

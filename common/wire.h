@@ -34,13 +34,9 @@ namespace ps::wire {
 class ByteViews {
  public:
   size_t size() const { return size_; }
-  const std::vector<absl::string_view>& views() const { return views_; }
   // The bytes as one view when they lie in a single slice (or are empty).
   bool contiguous() const { return views_.size() <= 1; }
   absl::string_view front() const { return views_.empty() ? absl::string_view() : views_[0]; }
-  // Copies bytes [offset, offset + n) to `dst`. The caller keeps within size().
-  void CopyOut(size_t offset, size_t n, char* dst) const;
-
   // Reads the bytes front to back without searching for each piece's view.
   class Reader {
    public:
@@ -60,7 +56,6 @@ class ByteViews {
                                       ByteViews*);
   std::vector<grpc::Slice> slices_;  // Keep the views' memory.
   std::vector<absl::string_view> views_;
-  std::vector<size_t> starts_;  // Offset of each view within the field.
   size_t size_ = 0;
 };
 

@@ -7,10 +7,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
-#include "common/sync.h"
+#include "common/status.h"
 #include "common/job_spec.h"
 #include "common/wire.h"
 #include "server/convert.h"
@@ -205,47 +204,57 @@ grpc::ServerUnaryReactor* ShardServiceImpl::Pull(grpc::CallbackServerContext*,
   return reactor;
 }
 
+absl::StatusOr<ShardServiceImpl::PushCall> ShardServiceImpl::ReadPush(
+    const grpc::ByteBuffer& request) {
+  // The gradients stay in the received slices; the other fields are parsed.
+  PushCall push;
+  std::string rest;
+  if (absl::Status s =
+          wire::SplitBytesField(request, PushRequest::kValuesFieldNumber, &rest, &push.values);
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("request: ", s.message()));
+  }
+  if (!push.fields.ParseFromString(rest)) {
+    return absl::InvalidArgumentError("request: malformed PushRequest");
+  }
+  return push;
+}
+
+absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(const PushCall& push) {
+  const PushRequest& req = push.fields;
+  absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req.job_id());
+  if (!job.ok()) return job.status();
+  PushArgs args;
+  args.rank = req.rank();
+  args.clock = req.clock();
+  args.part = req.part();
+  args.num_parts = req.num_parts();
+  args.slices = SlicesOf(req.slices());
+  // Applied straight from the received bytes when they arrived in one slice; else
+  // joined once into a reused buffer.
+  std::unique_ptr<std::string> joined;
+  if (push.values.contiguous()) {
+    args.values = push.values.front();
+  } else {
+    joined = buffers_->Get();
+    push.values.AppendTo(joined.get());
+    args.values = *joined;
+  }
+  absl::StatusOr<PushResult> result = (*job)->Push(args);
+  buffers_->Put(std::move(joined));
+  return result;
+}
+
 grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ctx,
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* response) {
   const auto start = Clock::now();
   absl::Status status = [&]() -> absl::Status {
-    // The gradients stay in the received slices; the other fields are parsed.
-    std::string rest;
-    wire::ByteViews values;
-    if (absl::Status s = wire::SplitBytesField(*request, PushRequest::kValuesFieldNumber, &rest,
-                                               &values);
-        !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("request: ", s.message()));
-    }
-    PushRequest req;
-    if (!req.ParseFromString(rest)) {
-      return absl::InvalidArgumentError("request: malformed PushRequest");
-    }
-    absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req.job_id());
-    if (!job.ok()) return job.status();
-    PushArgs args;
-    args.rank = req.rank();
-    args.clock = req.clock();
-    args.part = req.part();
-    args.num_parts = req.num_parts();
-    args.slices = SlicesOf(req.slices());
-    // Applied straight from the received bytes when they arrived in one slice; else
-    // joined once into a reused buffer.
-    std::unique_ptr<std::string> joined;
-    if (values.contiguous()) {
-      args.values = values.front();
-    } else {
-      joined = buffers_->Get();
-      values.AppendTo(joined.get());
-      args.values = *joined;
-    }
-    absl::StatusOr<PushResult> r = (*job)->Push(args);
-    buffers_->Put(std::move(joined));
-    if (!r.ok()) return r.status();
+    PS_ASSIGN_OR_RETURN(PushCall push, ReadPush(*request));
+    PS_ASSIGN_OR_RETURN(PushResult result, ApplyPush(push));
     PushResponse resp;
-    resp.set_duplicate(r->duplicate);
-    resp.set_clock(r->clock);
+    resp.set_duplicate(result.duplicate);
+    resp.set_clock(result.clock);
     bool own = false;
     return FromGrpcStatus(grpc::SerializationTraits<PushResponse>::Serialize(resp, response, &own));
   }();

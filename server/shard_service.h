@@ -52,6 +52,16 @@ class ShardServiceImpl final
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
+  // Push without the answer, in its two steps: the fields of a request and its
+  // gradients (views into `request`, which must outlive them), then applying or
+  // buffering it. INVALID_ARGUMENT for a malformed request.
+  struct PushCall {
+    PushRequest fields;
+    wire::ByteViews values;
+  };
+  static absl::StatusOr<PushCall> ReadPush(const grpc::ByteBuffer& request);
+  absl::StatusOr<PushResult> ApplyPush(const PushCall& push);
+
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const CheckpointRequest* req,
                                        CheckpointResponse* resp) override;

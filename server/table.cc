@@ -12,6 +12,18 @@
 namespace ps {
 namespace {
 
+// Keys arrive in random order, so every index lookup misses the cache. Loops over keys
+// call this at each i to prefetch the index slot a few keys ahead, overlapping those
+// misses (and the first few at i == 0).
+template <typename Index>
+void PrefetchAhead(const Index& index, absl::Span<const uint64_t> keys, size_t i) {
+  constexpr size_t kAhead = 8;
+  if (i == 0) {
+    for (size_t j = 0; j < std::min(kAhead, keys.size()); ++j) index.prefetch(keys[j]);
+  }
+  if (i + kAhead < keys.size()) index.prefetch(keys[i + kAhead]);
+}
+
 // Uniform in [0, 1) from the top 24 bits: exactly representable as float.
 float Unit(uint64_t bits) { return static_cast<float>(bits >> 40) * (1.0f / 16777216.0f); }
 
@@ -77,9 +89,8 @@ void Table::ReadDense(uint64_t begin, uint64_t count, std::string* out) const {
 uint64_t Table::CountMissing(absl::Span<const uint64_t> keys) const {
   absl::flat_hash_map<uint64_t, bool> seen;
   uint64_t missing = 0;
-  constexpr size_t kAhead = 8;  // Prefetch distance, as in TryReadRows.
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (i + kAhead < keys.size()) index_.prefetch(keys[i + kAhead]);
+    PrefetchAhead(index_, keys, i);
     if (!index_.contains(keys[i]) && seen.emplace(keys[i], true).second) ++missing;
   }
   return missing;
@@ -107,12 +118,8 @@ bool Table::TryReadRows(absl::Span<const uint64_t> keys, std::string* out) const
   const size_t start = out->size();
   out->resize(start + keys.size() * dim * sizeof(float));
   char* dst = out->data() + start;
-  // Keys come in random order, so each lookup misses the cache: prefetching the index
-  // a few keys ahead overlaps those misses.
-  constexpr size_t kAhead = 8;
-  for (size_t i = 0; i < std::min(kAhead, keys.size()); ++i) index_.prefetch(keys[i]);
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (i + kAhead < keys.size()) index_.prefetch(keys[i + kAhead]);
+    PrefetchAhead(index_, keys, i);
     auto it = index_.find(keys[i]);
     if (it == index_.end()) {
       out->resize(start);
@@ -153,10 +160,8 @@ void Table::ApplyDense(uint64_t begin, absl::Span<const float> grad) {
 
 void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad) {
   const uint32_t dim = config_.dim;
-  constexpr size_t kAhead = 8;  // Prefetch distance, as in TryReadRows.
-  for (size_t i = 0; i < std::min(kAhead, keys.size()); ++i) index_.prefetch(keys[i]);
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (i + kAhead < keys.size()) index_.prefetch(keys[i + kAhead]);
+    PrefetchAhead(index_, keys, i);
     const uint64_t row = RowOf(keys[i]);
     float* slots[2] = {nullptr, nullptr};
     for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + row * dim;

@@ -494,38 +494,27 @@ absl::StatusOr<std::shared_ptr<const JobRoute>> GrpcPsClient::RouteOf(const std:
 
 namespace {
 
-// Plans a call; when a table is unknown to a cached route, learns the job's tables
-// again once (another worker may have created it since).
-template <typename Attach, typename Find>
-absl::StatusOr<Plan> PlanCall(const std::string& job_id, std::shared_ptr<const JobRoute> route,
-                              Attach attach, Find find, absl::Span<const DenseRef> dense,
-                              absl::Span<const SparseRef> sparse, uint64_t chunk_bytes,
-                              Plan::Kind kind) {
-  absl::StatusOr<Plan> plan = Plan::Build(*route, dense, sparse, chunk_bytes, kind);
-  if (plan.ok() || !absl::IsNotFound(plan.status())) return plan;
-  if (!attach(job_id).ok()) return plan;
-  route = find(job_id);
-  if (route == nullptr) return plan;
-  return Plan::Build(*route, dense, sparse, chunk_bytes, kind);
-}
-
 }  // namespace
 
 absl::StatusOr<Plan> GrpcPsClient::PlanFor(const std::string& job_id,
                                             absl::Span<const DenseRef> dense,
                                             absl::Span<const SparseRef> sparse, Plan::Kind kind) {
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
-  return PlanCall(
-      job_id, std::move(route), [this](const std::string& id) { return AttachJob(id); },
-      [this](const std::string& id) { return routes_.Find(id); }, dense, sparse,
-      options_.chunk_bytes, kind);
+  absl::StatusOr<Plan> plan = Plan::Build(*route, dense, sparse, options_.chunk_bytes, kind);
+  if (plan.ok() || !absl::IsNotFound(plan.status())) return plan;
+  // A table unknown to the cached route: learn the job's tables again once (another
+  // worker may have created it since).
+  if (!AttachJob(job_id).ok()) return plan;
+  route = routes_.Find(job_id);
+  if (route == nullptr) return plan;
+  return Plan::Build(*route, dense, sparse, options_.chunk_bytes, kind);
 }
 
 absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
                                     uint32_t rank, uint64_t clock, bool no_wait,
                                     absl::Span<const DenseRef> dense,
                                     absl::Span<const SparseRef> sparse,
-                                    std::vector<uint64_t>* clocks, bool start,
+                                    std::vector<uint64_t>* clocks,
                                     std::vector<std::vector<RpcCall*>>* by_shard) {
   clocks->assign(plan.num_requests(), 0);
   by_shard->assign(plan.parts().size(), {});
@@ -557,13 +546,11 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
           return absl::InternalError("pull response: malformed fields");
         }
         *part_clock = head.clock();
-        if (values.contiguous()) return ScatterValues(part, values.front(), dense, sparse);
         wire::ByteViews::Reader reader(values);  // ScatterValuesFrom reads in order.
         return ScatterValuesFrom(
             part, values.size(), [&reader](size_t, size_t n, char* dst) { reader.Read(n, dst); },
             dense, sparse);
       };
-      if (start) batch->Start(call);
       (*by_shard)[s].push_back(call);
     }
   }
@@ -606,8 +593,8 @@ absl::Status GrpcPsClient::PullPlanned(const std::string& job_id, uint32_t rank,
   Batch batch(this);
   std::vector<uint64_t> clocks;
   std::vector<std::vector<RpcCall*>> calls;
-  PS_RETURN_IF_ERROR(AddPulls(&batch, plan, job_id, rank, clock, no_wait, dense, sparse, &clocks,
-                              /*start=*/true, &calls));
+  PS_RETURN_IF_ERROR(
+      AddPulls(&batch, plan, job_id, rank, clock, no_wait, dense, sparse, &clocks, &calls));
   PS_RETURN_IF_ERROR(batch.Run());
   if (min_clock != nullptr) {
     *min_clock = clocks.empty() ? 0 : *std::min_element(clocks.begin(), clocks.end());
@@ -674,7 +661,7 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
             &pushes);
   std::vector<uint64_t> clocks;
   PS_RETURN_IF_ERROR(AddPulls(&batch, pull_plan, job_id, rank, clock + 1, /*no_wait=*/false,
-                              pull_dense, pull_sparse, &clocks, /*start=*/false, &pulls));
+                              pull_dense, pull_sparse, &clocks, &pulls));
   // SYNC: every part goes out at once. The shard holds a pull of clock c + 1 until it
   // has applied clock c, which takes this worker's push of c too.
   // Otherwise a pull part goes out once the shard acknowledged the push part that

@@ -98,9 +98,10 @@ class GrpcPsClient final : public PsClient {
                     absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
   absl::Status Push(const std::string& job_id, uint32_t rank, uint64_t clock,
                     absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
-  // Pull parts start as soon as the push parts that wrote their ranges are
-  // acknowledged (or, when the two calls' parts differ, every push part of their
-  // shard): the gradients of one part and the values of another cross on the wire.
+  // SYNC jobs: push and pull parts all start at once (the shards hold each pull until
+  // the clock is complete). Else a pull part starts as soon as the push part that
+  // wrote its ranges is acknowledged (or, when the two calls' parts differ, every push
+  // part of its shard). Either way gradients and values cross on the wire.
   absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
                         absl::Span<const DenseRef> push_dense,
                         absl::Span<const SparseRef> push_sparse,
@@ -143,12 +144,12 @@ class GrpcPsClient final : public PsClient {
   absl::StatusOr<std::shared_ptr<const JobRoute>> RouteOf(const std::string& job_id);
   absl::StatusOr<Plan> PlanFor(const std::string& job_id, absl::Span<const DenseRef> dense,
                                absl::Span<const SparseRef> sparse, Plan::Kind kind);
-  // Adds the pull (no_wait: read) RPCs of `plan` to `batch` (started when `start`);
+  // Adds the pull (no_wait: read) RPCs of `plan` to `batch`, for Run to start;
   // `clocks` gets each part's reported clock once the batch ran, `by_shard` the calls.
   absl::Status AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
                         uint32_t rank, uint64_t clock, bool no_wait,
                         absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
-                        std::vector<uint64_t>* clocks, bool start,
+                        std::vector<uint64_t>* clocks,
                         std::vector<std::vector<RpcCall*>>* by_shard);
   // Adds the push RPCs of `plan` (started when `start`).
   void AddPushes(Batch* batch, const Plan& plan, const std::string& job_id, uint32_t rank,

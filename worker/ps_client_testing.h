@@ -69,7 +69,6 @@ class FlakyShardService final
  private:
   static bool Take(std::atomic<int>* counter);
 
-  ShardCore* const core_;  // Not owned.
   ShardServiceImpl inner_;
   std::atomic<int> fail_pushes_{0};
   std::atomic<int> fail_pushes_rank_{-1};

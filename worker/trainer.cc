@@ -149,25 +149,29 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     return absl::OkStatus();
   };
 
-  std::vector<int64_t> order;
-  uint64_t order_epoch = ~uint64_t{0};
-  // The rows of clock `c` of this rank's data shard.
-  auto batch_of = [&](uint64_t c) {
-    const uint64_t epoch = c / steps;
-    if (epoch != order_epoch) {
-      order = shard.EpochOrder(epoch);
-      order_epoch = epoch;
-    }
-    return data::GatherRows(data.train, order.data() + (c % steps) * spec.batch_size(),
-                            spec.batch_size());
-  };
   std::vector<DenseRef> grad_dense;
   std::vector<SparseRef> grad_sparse;
   double period_loss = 0, compute_s = 0, pull_s = 0, push_s = 0;
   uint64_t period_clocks = 0;
   Clock::time_point period_start = Clock::now();
   const uint32_t eval_every = spec.eval().every_clocks();
+  std::vector<int64_t> order;
+  uint64_t order_epoch = ~uint64_t{0};
   data::Dataset batch;
+  // Gathers the rows of clock `c` of this rank's data shard into `batch`, and prepares
+  // `params` (and their refs) for them.
+  auto prepare = [&](uint64_t c) -> absl::Status {
+    const uint64_t epoch = c / steps;
+    if (epoch != order_epoch) {
+      order = shard.EpochOrder(epoch);
+      order_epoch = epoch;
+    }
+    batch = data::GatherRows(data.train, order.data() + (c % steps) * spec.batch_size(),
+                             spec.batch_size());
+    PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->PrepareParams(batch, &params)));
+    MakeRefs(decls, &params, &dense, &sparse);
+    return absl::OkStatus();
+  };
   // Whether `batch` and `params` already hold the current clock's rows and values:
   // the previous clock's push brought them (PsClient::PushPull).
   bool pulled = false;
@@ -178,9 +182,7 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     const uint64_t epoch = clock / steps;
     auto t0 = Clock::now();
     if (!pulled) {
-      batch = batch_of(clock);
-      PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->PrepareParams(batch, &params)));
-      MakeRefs(decls, &params, &dense, &sparse);
+      PS_RETURN_IF_ERROR(prepare(clock));
       t0 = Clock::now();
       PS_RETURN_IF_ERROR(persist(absl::StrCat("pull of clock ", clock), [&] {
         return ps->Pull(job, options.rank, clock, dense, sparse);
@@ -189,26 +191,20 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     auto t1 = Clock::now();
     double loss = 0;
     PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->ComputeGradients(batch, params, &grads, &loss)));
-    auto t2 = Clock::now();
     MakeRefs(decls, &grads, &grad_dense, &grad_sparse);
     // The next clock's values come back with this clock's push: its rows are gathered
     // and its parameters prepared first (the current ones are no longer needed).
     pulled = clock + 1 < total;
-    if (pulled) {
-      batch = batch_of(clock + 1);
-      PS_RETURN_IF_ERROR(compute::ToAbslStatus(model->PrepareParams(batch, &params)));
-      MakeRefs(decls, &params, &dense, &sparse);
-    }
-    const auto t2b = Clock::now();
+    if (pulled) PS_RETURN_IF_ERROR(prepare(clock + 1));
+    const auto t2 = Clock::now();
     PS_RETURN_IF_ERROR(persist(absl::StrCat("push of clock ", clock), [&] {
       return pulled ? ps->PushPull(job, options.rank, clock, grad_dense, grad_sparse, dense, sparse)
                     : ps->Push(job, options.rank, clock, grad_dense, grad_sparse);
     }));
     auto t3 = Clock::now();
     pull_s += std::chrono::duration<double>(t1 - t0).count();
-    compute_s += std::chrono::duration<double>(t2 - t1).count() +
-                 std::chrono::duration<double>(t2b - t2).count();
-    push_s += std::chrono::duration<double>(t3 - t2b).count();
+    compute_s += std::chrono::duration<double>(t2 - t1).count();
+    push_s += std::chrono::duration<double>(t3 - t2).count();
     period_loss += loss;
     ++period_clocks;
 

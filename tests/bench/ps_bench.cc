@@ -694,7 +694,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: ps_bench (--all | --mode=dense,sparse,latency,e2e,checkpoint) [--json] "
                  "[--quick] [--data_root=DIR] [--e2e_jobs=A.textproto,B.textproto] "
-                 "[--e2e_clocks=N] [--chunk_kb=K] [--channels=C]\n");
+                 "[--e2e_clocks=N] [--chunk_kb=K] [--channels=C] [--dense_floats=N,..] "
+                 "[--dense_shards=S,..] [--dense_clients=C,..] [--dense_gb=G] [--no_baseline]\n");
     return 2;
   }
   g_args = a;
