@@ -218,6 +218,65 @@ TEST(CheckpointStoreTest, WritingTheSameClockReplacesIt) {
   EXPECT_TRUE(SameRecords(*loaded, before));
 }
 
+// A shard's history of one job, at random: checkpoints every 20 clocks pruned to the
+// newest `keep` around the protected (complete) one, rollbacks (DeleteNewer) and the
+// re-writes that follow them, stale writes of a rolled-back clock, and restarts. After
+// every step List equals a model of what must be there, and the newest loads intact.
+TEST(CheckpointStoreTest, RandomHistoryMatchesTheModel) {
+  const std::string dir = TestDir("history");
+  auto store = MustOpen(StoreOptions(dir, 1024));
+  ASSERT_NE(store, nullptr);
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> model;  // ascending
+  constexpr uint32_t kKeep = 3;
+  uint64_t protect = 0;
+  uint64_t next = 20;
+  auto write = [&](uint64_t clock) {
+    const absl::StatusOr<uint64_t> w = store->Write("j", clock, SmallRecords(clock), kKeep, protect);
+    ASSERT_TRUE(w.ok()) << w.status();
+    if (!std::binary_search(model.begin(), model.end(), clock)) {
+      model.insert(std::upper_bound(model.begin(), model.end(), clock), clock);
+    }
+    if (model.size() <= kKeep) return;
+    const uint64_t first_kept = model[model.size() - kKeep];
+    std::vector<uint64_t> kept;
+    for (uint64_t c : model) {
+      if (c >= first_kept || c == protect) kept.push_back(c);
+    }
+    model.swap(kept);
+  };
+  for (int step = 0; step < 300; ++step) {
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 6 || model.empty()) {
+      ASSERT_NO_FATAL_FAILURE(write(next));
+      next += 20;
+    } else if (op == 6) {
+      // The coordinator saw a checkpoint complete.
+      protect = model[rng() % model.size()];
+    } else if (op == 7) {
+      // Rollback to a held clock, then training goes on from there.
+      const uint64_t to = model[rng() % model.size()];
+      ASSERT_TRUE(store->DeleteNewer("j", to).ok());
+      model.erase(std::upper_bound(model.begin(), model.end(), to), model.end());
+      if (protect > to) protect = to;
+      next = to + 20;
+    } else if (op == 8) {
+      // A snapshot of the abandoned history written after the rollback.
+      ASSERT_NO_FATAL_FAILURE(write(next));
+    } else {
+      store.reset();
+      store = MustOpen(StoreOptions(dir, 1024));
+      ASSERT_NE(store, nullptr);
+    }
+    const absl::StatusOr<std::vector<uint64_t>> listed = store->List("j");
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    ASSERT_EQ(*listed, model) << "step " << step;
+    const absl::StatusOr<std::vector<CheckpointRecord>> newest = store->Load("j", model.back());
+    ASSERT_TRUE(newest.ok()) << "step " << step << ": " << newest.status();
+    ASSERT_TRUE(SameRecords(*newest, SmallRecords(model.back()))) << "step " << step;
+  }
+}
+
 TEST(CheckpointStoreTest, JobsAreIndependent) {
   auto store = MustOpen(StoreOptions(TestDir("jobs"), 1024));
   ASSERT_NE(store, nullptr);
