@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
@@ -174,9 +175,10 @@ absl::Status ShardCore::Restore(const std::string& job_id, uint64_t clock) {
       job->Reset();
       return store_->DeleteNewer(job_id, 0);
     }
-    return absl::NotFoundError(absl::StrCat("clock: shard ", options_.shard_id,
-                                            " has no checkpoint of job '", job_id,
-                                            "' at clock ", clock));
+    return absl::NotFoundError(absl::StrCat(
+        "clock: shard ", options_.shard_id, " has no checkpoint of job '", job_id,
+        "' at clock ", clock, "; it holds ",
+        clocks.empty() ? std::string("none") : absl::StrJoin(clocks, ", ")));
   }
   PS_RETURN_IF_ERROR(RestoreFromStore(job.get(), clock));
   return store_->DeleteNewer(job_id, clock);
