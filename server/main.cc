@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +23,7 @@
 #include "common/metrics.h"
 #include "server/shard_core.h"
 #include "server/shard_metrics.h"
+#include "server/shard_orders.h"
 #include "server/shard_service.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
@@ -52,66 +52,6 @@ ABSL_FLAG(uint64_t, max_sparse_rows_per_table, uint64_t{1} << 28,
 
 namespace ps {
 namespace {
-
-// Carries out the coordinator's orders; returns those applied (acknowledged in the next
-// heartbeats). A failed restore is not acknowledged, so the order comes again.
-// `done` remembers the generation of the last order applied per job, so an order
-// repeated before the coordinator saw the acknowledgement is not applied twice (a
-// second rollback would undo work done since the first). Runs on the link's thread.
-std::vector<ShardOrder> ApplyOrders(ShardCore* shard, const HeartbeatResponse& resp,
-                                    std::map<std::string, uint64_t>* done) {
-  std::vector<ShardOrder> applied;
-  for (const JobCheckpoints& complete : resp.complete_checkpoints()) {
-    if (complete.clocks_size() > 0) shard->ProtectCheckpoint(complete.job_id(), complete.clocks(0));
-  }
-  for (const ShardOrder& order : resp.orders()) {
-    absl::Status s;
-    auto seen = done->find(order.job_id());
-    if (!order.drop() && seen != done->end() && seen->second == order.generation()) {
-      // Already applied: acknowledge again.
-    } else if (order.drop()) {
-      s = shard->DropJob(order.job_id(), /*delete_checkpoints=*/false);
-      if (absl::IsNotFound(s)) s = absl::OkStatus();
-    } else if (!shard->FindJob(order.job_id()).ok()) {
-      // Not here (never created, or lost with no checkpoint): the workers create it
-      // again when they resume.
-      s = absl::OkStatus();
-    } else {
-      s = shard->Restore(order.job_id(), order.restore_clock());
-      if (s.ok()) {
-        PS_LOG(INFO) << "shard " << shard->shard_id() << " job " << order.job_id()
-                     << ": restored clock " << order.restore_clock() << " (generation "
-                     << order.generation() << ")";
-      }
-    }
-    if (!s.ok()) {
-      PS_LOG(ERROR) << "shard " << shard->shard_id() << ": order for job " << order.job_id()
-                    << " failed: " << s;
-      continue;
-    }
-    (*done)[order.job_id()] = order.generation();
-    ShardOrder ack;
-    ack.set_job_id(order.job_id());
-    ack.set_generation(order.generation());
-    ack.set_drop(order.drop());
-    applied.push_back(std::move(ack));
-  }
-  return applied;
-}
-
-// Every job's checkpoint clocks, for the coordinator's catalog (level-triggered: a
-// report lost while it was down comes again with the next heartbeat).
-void ListHeldCheckpoints(ShardCore* shard, HeartbeatRequest* req) {
-  constexpr size_t kMaxClocks = 1000;  // JobCheckpoints.clocks' documented bound.
-  for (const std::shared_ptr<ShardJob>& job : shard->Jobs()) {
-    absl::StatusOr<std::vector<uint64_t>> clocks = shard->ListCheckpoints(job->config().job_id);
-    if (!clocks.ok() || clocks->empty()) continue;
-    JobCheckpoints* held = req->add_checkpoints();
-    held->set_job_id(job->config().job_id);
-    const size_t from = clocks->size() > kMaxClocks ? clocks->size() - kMaxClocks : 0;
-    for (size_t i = from; i < clocks->size(); ++i) held->add_clocks((*clocks)[i]);
-  }
-}
 
 int Run() {
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -239,6 +179,7 @@ int Run() {
   PS_LOG(INFO) << "shard " << shard_id << " of " << num_shards << " serving on port " << port
                << ", checkpoints in " << data_dir;
 
+  ShardOrders orders(core->get());
   std::unique_ptr<MemberLink> member_link;
   const std::string coordinator = absl::GetFlag(FLAGS_coordinator);
   if (!coordinator.empty()) {
@@ -252,13 +193,11 @@ int Run() {
     ShardCore* shard = core->get();
     member_link = std::make_unique<MemberLink>(
         coordinator, me,
-        [shard, done = std::map<std::string, uint64_t>()](const HeartbeatResponse& resp) mutable {
-          return ApplyOrders(shard, resp, &done);
-        },
-        [shard](HeartbeatRequest* req) {
+        [&orders](const HeartbeatResponse& resp) { return orders.Apply(resp); },
+        [shard, &orders](HeartbeatRequest* req) {
           const uint64_t limit = shard->budget().limit();
           req->set_load(limit == 0 ? 0.0 : static_cast<double>(shard->budget().used()) / limit);
-          ListHeldCheckpoints(shard, req);
+          orders.Fill(req);
         },
         *channel_creds);
     link.store(member_link.get());

@@ -452,6 +452,9 @@ absl::StatusOr<HeartbeatResponse> Coordinator::Heartbeat(const HeartbeatRequest&
       }
     }
     if (m.m.role() == SHARD) {
+      for (const ShardOrder& refused : request.refused_orders()) {
+        RollBackFurtherLocked(m.m.shard_id(), refused, request, &ch);
+      }
       for (const JobCheckpoints& held : request.checkpoints()) {
         JobEntry* job = FindJobLocked(held.job_id());
         if (job == nullptr || !IsActive(job->rec.status().state()) ||
@@ -804,6 +807,7 @@ void Coordinator::StartRecoveryLocked(JobEntry* job, const std::string& why, Cha
   rec.set_generation(rec.generation() + 1);
   rec.set_resume_clock(restore);
   rec.clear_partial_checkpoints();  // Above the restore clock: rolled back.
+  job->held_known.assign(job->held_known.size(), false);  // Lists of that history too.
   ShardOrder* order = rec.mutable_order();
   order->Clear();
   order->set_job_id(st->job_id());
@@ -826,6 +830,33 @@ void Coordinator::StartRecoveryLocked(JobEntry* job, const std::string& why, Cha
                               " (generation ", rec.generation(), ")"));
   PS_LOG(WARNING) << "job " << st->job_id() << " recovering: " << st->reason();
   MarkJobLocked(*job, true, true, ch);
+}
+
+void Coordinator::RollBackFurtherLocked(uint32_t shard_id, const ShardOrder& refused,
+                                        const HeartbeatRequest& request, Changes* ch) {
+  JobEntry* job = FindJobLocked(refused.job_id());
+  if (job == nullptr || job->rec.status().state() != RECOVERING) return;
+  const ShardOrder& order = job->rec.order();
+  const auto& pending = job->rec.order_pending_shards();
+  if (order.drop() || order.generation() != refused.generation() || order.restore_clock() == 0 ||
+      std::find(pending.begin(), pending.end(), shard_id) == pending.end()) {
+    return;  // Stale, or nothing further back to go.
+  }
+  // The newest clock below the refused one that this shard holds; a shard that lacks
+  // it refuses in turn, so the rollback goes down until every shard has the clock.
+  const uint64_t from = order.restore_clock();
+  uint64_t to = 0;
+  for (const JobCheckpoints& held : request.checkpoints()) {
+    if (held.job_id() != refused.job_id()) continue;
+    for (uint64_t c : held.clocks()) {
+      if (c < from) to = std::max(to, c);
+    }
+  }
+  const std::string why = absl::StrCat("shard ", shard_id, " cannot load its checkpoint at clock ",
+                                       from, to == 0 ? " and holds none older" : "");
+  PS_LOG(ERROR) << "job " << refused.job_id() << ": " << why;
+  job->rec.mutable_status()->set_complete_checkpoint(to);
+  StartRecoveryLocked(job, why, ch);
 }
 
 void Coordinator::StartAsyncRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch) {

@@ -195,6 +195,11 @@ class Coordinator {
   void ScheduleLocked(Changes* ch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A shard refused the job's restore order (it lacks or cannot read the checkpoint):
+  // roll back to the newest older clock the shard lists in `request`.
+  void RollBackFurtherLocked(uint32_t shard_id, const ShardOrder& refused,
+                             const HeartbeatRequest& request, Changes* ch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartAsyncRecoveryLocked(JobEntry* job, const std::string& why, Changes* ch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishJobLocked(JobEntry* job, JobState state, const std::string& reason,

@@ -478,6 +478,76 @@ TEST_F(CoordinatorTest, ShardRestartRollsBackToCompleteCheckpoint) {
   EXPECT_EQ(Get(job).clock(), 21u);
 }
 
+TEST_F(CoordinatorTest, RefusedRestoreRollsBackToAnOlderCheckpoint) {
+  StartShards();
+  RegisterWorker(1);
+  RegisterWorker(2);
+  const std::string job = Submit(2);
+  for (uint64_t clock : {20, 40, 60}) {
+    ASSERT_TRUE(Checkpoint(job, 0, clock).ok());
+    ASSERT_TRUE(Checkpoint(job, 1, clock).ok());
+  }
+  ASSERT_EQ(Get(job).complete_checkpoint(), 60u);
+  shard_[0] = RegisterShard(0, 12);  // Restarted: roll back to 60.
+  const ShardOrder first = Beat(shard_[1], 11).orders(0);
+  ASSERT_EQ(first.restore_clock(), 60u);
+  ASSERT_EQ(first.generation(), 1u);
+
+  // Shard 1 lost checkpoint 60 and lists what it still holds.
+  auto refuse = [&](int shard, uint64_t incarnation, const ShardOrder& order,
+                    std::vector<uint64_t> clocks) {
+    HeartbeatRequest req;
+    req.set_member_id(shard_[shard]);
+    req.set_incarnation(incarnation);
+    *req.add_refused_orders() = order;
+    JobCheckpoints* held = req.add_checkpoints();
+    held->set_job_id(job);
+    for (uint64_t c : clocks) held->add_clocks(c);
+    auto r = c_->Heartbeat(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.value_or(HeartbeatResponse());
+  };
+  ShardOrder stale = first;
+  stale.set_generation(0);
+  refuse(1, 11, stale, {20, 40, 80});
+  EXPECT_EQ(Get(job).clock(), 60u) << "a refusal of another generation is stale";
+
+  HeartbeatResponse r = refuse(1, 11, first, {20, 40, 80});
+  JobStatus st = Get(job);
+  EXPECT_EQ(st.state(), RECOVERING);
+  EXPECT_EQ(st.clock(), 40u) << "the newest clock below 60 that shard 1 holds";
+  EXPECT_EQ(st.complete_checkpoint(), 40u);
+  EXPECT_NE(st.reason().find("shard 1 cannot load its checkpoint at clock 60"), std::string::npos)
+      << st.reason();
+  ASSERT_EQ(r.orders_size(), 1);
+  EXPECT_EQ(r.orders(0).restore_clock(), 40u);
+  EXPECT_EQ(r.orders(0).generation(), 2u);
+  ASSERT_EQ(r.complete_checkpoints_size(), 1);
+  EXPECT_EQ(r.complete_checkpoints(0).clocks(0), 40u) << "what shards must keep now";
+  EXPECT_EQ(st.clocks_redone(), 20u) << "60 to 40 (no progress was reported above 60)";
+
+  // Shard 0 had applied generation 1 already; it lacks 40 too: down to the initial
+  // state when it holds nothing older.
+  EXPECT_EQ(Beat(shard_[0], 12, {first}).orders(0).generation(), 2u) << "an old ack";
+  refuse(0, 12, r.orders(0), {60});
+  st = Get(job);
+  EXPECT_EQ(st.clock(), 0u);
+  EXPECT_NE(st.reason().find("shard 0 cannot load its checkpoint at clock 40 and holds none older"),
+            std::string::npos)
+      << st.reason();
+  const ShardOrder last = Beat(shard_[0], 12).orders(0);
+  EXPECT_EQ(last.restore_clock(), 0u);
+  EXPECT_EQ(last.generation(), 3u);
+  refuse(0, 12, last, {});
+  EXPECT_EQ(Get(job).clock(), 0u) << "nothing below the initial state";
+  Beat(shard_[0], 12, {last});
+  EXPECT_EQ(Get(job).state(), RECOVERING) << "shard 1 has not applied it";
+  EXPECT_EQ(Beat(shard_[1], 11, {last}).orders_size(), 0);
+  st = Get(job);
+  EXPECT_EQ(st.state(), RUNNING);
+  EXPECT_EQ(st.recoveries(), 1u);
+}
+
 TEST_F(CoordinatorTest, HeldCheckpointsMakeTheCatalogAndAreProtected) {
   StartShards();
   RegisterWorker(1);
