@@ -10,6 +10,8 @@
 //  * A shard killed while it writes a checkpoint (its staging file exists) comes back
 //    on the previous checkpoint and the job still ends bitwise equal; so does a job
 //    whose every shard is killed at once.
+//  * A shard that comes back without the job's complete checkpoint refuses the
+//    restore, and the job rolls back further and still ends bitwise equal.
 //  * Network faults: with 20 % of the workers' pulls and pushes dropped (before or
 //    after the shard saw them) or delayed past their deadline by a proxy in front of
 //    each shard (fault_proxy.h), a SYNC job ends bitwise equal to a run without them.
@@ -36,6 +38,7 @@
 #include "client/npz_reader.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "server/checkpoint_store.h"
 #include "tests/chaos/fault_proxy.h"
 #include "tests/chaos/local_cluster.h"
 #include "tests/util/subprocess.h"
@@ -124,10 +127,21 @@ class ChaosTest : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
+      // The whole logs go to Bazel's undeclared outputs (outputs.zip beside test.log),
+      // the tails to the test log.
+      const char* outputs = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+      const std::string test_name =
+          ::testing::UnitTest::GetInstance()->current_test_info()->name();
       for (const char* name : {"coordinator", "shard0", "shard1", "worker0", "worker1"}) {
         const std::string log = ps::testing::ReadFile(cluster_->Log(name));
         std::printf("----- tail of %s.log -----\n%s\n", name,
                     log.substr(log.size() > 3000 ? log.size() - 3000 : 0).c_str());
+        if (outputs == nullptr) continue;
+        const std::string copy = absl::StrCat(outputs, "/", test_name, ".", name, ".log");
+        if (FILE* f = std::fopen(copy.c_str(), "w")) {
+          std::fwrite(log.data(), 1, log.size(), f);
+          std::fclose(f);
+        }
       }
     }
     cluster_.reset();
@@ -400,6 +414,58 @@ TEST_F(ChaosTest, ShardKilledDuringCheckpointWriteAndAllShardsAtOnce) {
   absl::StatusOr<JobStatus> done = cluster_->WaitFor(*id, Succeeded, Ms(300000), Ms(100));
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_GE(done->recoveries(), 2u);
+  ExpectSameModel(want, Export(*id));
+}
+
+// A shard that comes back without the job's complete checkpoint (lost from its disk
+// while it was down) refuses the restore; the coordinator rolls back to an older
+// checkpoint every shard holds, and the job still ends bitwise equal.
+TEST_F(ChaosTest, ShardMissingTheCompleteCheckpointRollsTheJobBackFurther) {
+  const JobSpec spec = DigitsMlp("SYNC", 4, 32, "interval_clocks: 10");
+  const std::string ref = RunUninterrupted(spec);
+  ASSERT_FALSE(ref.empty());
+  const std::map<std::string, std::string> want = Export(ref);
+
+  absl::StatusOr<std::string> id = cluster_->Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(WaitForProgress(*id, 0, 60));
+  // Kill shard 1 and take its store before the supervisor restarts it (1 s later; a
+  // restart that wins the race is killed again).
+  const std::string dir = cluster_->options().dir + "/data/shard1";
+  std::unique_ptr<CheckpointStore> store;
+  for (int attempt = 0; attempt < 10 && store == nullptr; ++attempt) {
+    cluster_->Kill("shard1");
+    const auto deadline = SteadyClock::now() + std::chrono::seconds(3);
+    while (store == nullptr && SteadyClock::now() < deadline) {
+      CheckpointStore::Options o;
+      o.dir = dir;
+      absl::StatusOr<std::unique_ptr<CheckpointStore>> opened = CheckpointStore::Open(o);
+      if (opened.ok()) store = std::move(*opened);
+    }
+  }
+  ASSERT_NE(store, nullptr) << "could not take shard 1's checkpoint store";
+  // With shard 1 down, nothing more completes.
+  absl::StatusOr<JobStatus> st = cluster_->GetJob(*id);
+  ASSERT_TRUE(st.ok()) << st.status();
+  const uint64_t complete = st->complete_checkpoint();
+  absl::StatusOr<std::vector<uint64_t>> held = store->List(*id);
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_TRUE(std::find(held->begin(), held->end(), complete) != held->end());
+  ASSERT_LT(held->front(), complete) << "no older checkpoint to fall back to";
+  const uint64_t older = *(std::lower_bound(held->begin(), held->end(), complete) - 1);
+  ASSERT_TRUE(store->DeleteNewer(*id, older).ok());
+  store.reset();
+  std::printf("shard 1 lost its checkpoints above clock %lu (complete: %lu)\n",
+              static_cast<unsigned long>(older), static_cast<unsigned long>(complete));
+
+  absl::StatusOr<JobStatus> done = cluster_->WaitFor(*id, Succeeded, Ms(300000), Ms(100));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_GE(done->recoveries(), 1u);
+  const std::string log = ps::testing::ReadFile(cluster_->Log("coordinator"));
+  EXPECT_NE(log.find(absl::StrCat("shard 1 cannot load its checkpoint at clock ", complete)),
+            std::string::npos);
+  EXPECT_NE(log.find(absl::StrCat("rolling back to checkpoint at clock ", older)),
+            std::string::npos);
   ExpectSameModel(want, Export(*id));
 }
 
