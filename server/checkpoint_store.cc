@@ -528,7 +528,8 @@ std::mutex* CheckpointStore::JobMutex(absl::string_view job) {
 
 absl::StatusOr<uint64_t> CheckpointStore::Write(absl::string_view job, uint64_t clock,
                                                 const std::vector<CheckpointRecord>& records,
-                                                uint32_t keep, uint64_t protect) {
+                                                uint32_t keep,
+                                                std::optional<uint64_t> keep_from) {
   PS_RETURN_IF_ERROR(ValidateJob(job));
   PS_RETURN_IF_ERROR(ValidateRecords(records));
   if (keep == 0) return absl::InvalidArgumentError("keep must be at least 1");
@@ -588,7 +589,7 @@ absl::StatusOr<uint64_t> CheckpointStore::Write(absl::string_view job, uint64_t 
                                absl::StrCat("commit checkpoint ", job, "@", clock)));
 
   PS_RETURN_IF_ERROR(Annotate(
-      Prune(job, keep, protect),
+      Prune(job, keep, keep_from),
       absl::StrCat("checkpoint ", job, "@", clock, " committed, pruning failed")));
   return payload;
 }
@@ -604,17 +605,14 @@ absl::StatusOr<bool> CheckpointStore::HasKeysInRange(const std::string& begin,
   return it->Valid();
 }
 
-absl::Status CheckpointStore::Prune(absl::string_view job, uint32_t keep, uint64_t protect) {
+absl::Status CheckpointStore::Prune(absl::string_view job, uint32_t keep,
+                                    std::optional<uint64_t> keep_from) {
   PS_ASSIGN_OR_RETURN(std::vector<uint64_t> clocks, List(job));
   if (clocks.size() <= keep) return absl::OkStatus();
-  const uint64_t first_kept = clocks[clocks.size() - keep];
-  if (protect == 0 || protect >= first_kept ||
-      !std::binary_search(clocks.begin(), clocks.end(), protect)) {
-    return DeleteRange(JobPrefix(job), CheckpointKey(job, first_kept));
-  }
-  // Around the protected checkpoint: below it, and between it and the kept ones.
-  PS_RETURN_IF_ERROR(DeleteRange(JobPrefix(job), CheckpointKey(job, protect)));
-  return DeleteRange(CheckpointEnd(job, protect), CheckpointKey(job, first_kept));
+  uint64_t first_kept = clocks[clocks.size() - keep];
+  if (keep_from.has_value()) first_kept = std::min(first_kept, *keep_from);
+  if (clocks.front() >= first_kept) return absl::OkStatus();
+  return DeleteRange(JobPrefix(job), CheckpointKey(job, first_kept));
 }
 
 absl::Status CheckpointStore::DeleteNewer(absl::string_view job, uint64_t clock) {

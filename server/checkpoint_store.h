@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -91,15 +92,17 @@ class CheckpointStore final {
   // Writes every record of (job, clock) atomically and durably, replacing an existing
   // checkpoint of the same (job, clock), then deletes the job's checkpoints beyond the
   // newest `keep` by clock (so a clock older than those is pruned at once), except
-  // `protect` (the job's latest complete checkpoint, which a recovery may roll every
-  // shard back to; 0 = none). Returns the
-  // payload bytes written (the sum of the records' sizes). `records` is only read.
+  // those at or above `keep_from` when given: the job's latest complete checkpoint as
+  // this shard last heard it, which a recovery may roll every shard back to, and every
+  // newer one, since what is complete by now may be newer than what it heard. Returns
+  // the payload bytes written (the sum of the records' sizes). `records` is only read.
   // INVALID_ARGUMENT for a bad job id, a bad record name or keep == 0. When the
   // checkpoint was committed but pruning failed, returns the pruning error; writing
   // the same checkpoint again is safe.
   absl::StatusOr<uint64_t> Write(absl::string_view job, uint64_t clock,
                                  const std::vector<CheckpointRecord>& records,
-                                 uint32_t keep, uint64_t protect = 0);
+                                 uint32_t keep,
+                                 std::optional<uint64_t> keep_from = std::nullopt);
 
   // Durably deletes the job's checkpoints at clocks above `clock` (after a rollback to
   // it they belong to an abandoned history). OK when there are none.
@@ -140,9 +143,9 @@ class CheckpointStore final {
   std::mutex* JobMutex(absl::string_view job);
   // Whether any key lies in [begin, end).
   absl::StatusOr<bool> HasKeysInRange(const std::string& begin, const std::string& end);
-  // Deletes the job's checkpoints beyond the newest `keep`, except `protect`. Caller
-  // holds JobMutex(job).
-  absl::Status Prune(absl::string_view job, uint32_t keep, uint64_t protect);
+  // Deletes the job's checkpoints beyond the newest `keep` and below `keep_from`.
+  // Caller holds JobMutex(job).
+  absl::Status Prune(absl::string_view job, uint32_t keep, std::optional<uint64_t> keep_from);
   // Durably deletes the keys in [begin, end), then drops the SST files that lie
   // entirely inside, so the space comes back without waiting for compaction.
   absl::Status DeleteRange(const std::string& begin, const std::string& end);

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -219,7 +220,7 @@ TEST(CheckpointStoreTest, WritingTheSameClockReplacesIt) {
 }
 
 // A shard's history of one job, at random: checkpoints every 20 clocks pruned to the
-// newest `keep` around the protected (complete) one, rollbacks (DeleteNewer) and the
+// newest `keep` and those from the complete one on, rollbacks (DeleteNewer) and the
 // re-writes that follow them, stale writes of a rolled-back clock, and restarts. After
 // every step List equals a model of what must be there, and the newest loads intact.
 TEST(CheckpointStoreTest, RandomHistoryMatchesTheModel) {
@@ -229,10 +230,11 @@ TEST(CheckpointStoreTest, RandomHistoryMatchesTheModel) {
   std::mt19937_64 rng(7);
   std::vector<uint64_t> model;  // ascending
   constexpr uint32_t kKeep = 3;
-  uint64_t protect = 0;
+  std::optional<uint64_t> keep_from;  // None: a shard without a coordinator.
   uint64_t next = 20;
   auto write = [&](uint64_t clock) {
-    const absl::StatusOr<uint64_t> w = store->Write("j", clock, SmallRecords(clock), kKeep, protect);
+    const absl::StatusOr<uint64_t> w =
+        store->Write("j", clock, SmallRecords(clock), kKeep, keep_from);
     ASSERT_TRUE(w.ok()) << w.status();
     if (!std::binary_search(model.begin(), model.end(), clock)) {
       model.insert(std::upper_bound(model.begin(), model.end(), clock), clock);
@@ -241,7 +243,7 @@ TEST(CheckpointStoreTest, RandomHistoryMatchesTheModel) {
     const uint64_t first_kept = model[model.size() - kKeep];
     std::vector<uint64_t> kept;
     for (uint64_t c : model) {
-      if (c >= first_kept || c == protect) kept.push_back(c);
+      if (c >= first_kept || (keep_from.has_value() && c >= *keep_from)) kept.push_back(c);
     }
     model.swap(kept);
   };
@@ -251,14 +253,18 @@ TEST(CheckpointStoreTest, RandomHistoryMatchesTheModel) {
       ASSERT_NO_FATAL_FAILURE(write(next));
       next += 20;
     } else if (op == 6) {
-      // The coordinator saw a checkpoint complete.
-      protect = model[rng() % model.size()];
+      // The coordinator saw a checkpoint complete (or the shard runs alone).
+      if (rng() % 4 == 0) {
+        keep_from.reset();
+      } else {
+        keep_from = model[rng() % model.size()];
+      }
     } else if (op == 7) {
       // Rollback to a held clock, then training goes on from there.
       const uint64_t to = model[rng() % model.size()];
       ASSERT_TRUE(store->DeleteNewer("j", to).ok());
       model.erase(std::upper_bound(model.begin(), model.end(), to), model.end());
-      if (protect > to) protect = to;
+      if (keep_from.has_value() && *keep_from > to) keep_from = to;
       next = to + 20;
     } else if (op == 8) {
       // A snapshot of the abandoned history written after the rollback.

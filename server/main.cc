@@ -121,6 +121,7 @@ int Run() {
   options.limits.max_tables_per_job = absl::GetFlag(FLAGS_max_tables_per_job);
   options.limits.max_sparse_rows_per_table = absl::GetFlag(FLAGS_max_sparse_rows_per_table);
   options.data_dir = data_dir;
+  options.coordinated = !absl::GetFlag(FLAGS_coordinator).empty();
   options.decode_job = JobConfigFromBlob;
   options.decode_table = TableConfigFromBlob;
   // Set once the coordinator link exists; checkpoints written before are reported by

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -220,16 +221,16 @@ void ShardCore::WriterLoop() {
     info.job_id = task.snapshot.job_id;
     info.clock = task.snapshot.clock;
     info.pause_us = task.snapshot.pause_us;
-    uint64_t protect = 0;
-    {
+    std::optional<uint64_t> keep_from;
+    if (options_.coordinated) {
       MutexLock lock(&mu_);
       auto it = protected_.find(info.job_id);
-      if (it != protected_.end()) protect = it->second;
+      keep_from = it != protected_.end() ? it->second : 0;
     }
     const auto start = std::chrono::steady_clock::now();
     std::vector<CheckpointRecord> records = ToStoreRecords(std::move(task.snapshot.records));
     absl::StatusOr<uint64_t> bytes = store_->Write(task.snapshot.job_id, task.snapshot.clock,
-                                                   records, task.snapshot.keep, protect);
+                                                   records, task.snapshot.keep, keep_from);
     info.write_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                               std::chrono::steady_clock::now() - start)
                                               .count());

@@ -44,6 +44,10 @@ class ShardCore {
     uint64_t memory_budget_bytes = 0;  // 0 = unlimited.
     ShardLimits limits;                // Per call, per job and per table.
     std::string data_dir;              // RocksDB directory of the checkpoints.
+    // A coordinator may roll the jobs back to their complete checkpoints: pruning
+    // keeps every checkpoint from the complete one on (ProtectCheckpoint). Without
+    // one, a job keeps its newest `checkpoint_keep`.
+    bool coordinated = false;
     // Decode the opaque config blobs stored with checkpoints (restart and restore).
     std::function<absl::StatusOr<JobConfig>(const std::string& blob)> decode_job;
     std::function<absl::StatusOr<TableConfig>(const std::string& blob)> decode_table;
@@ -77,7 +81,10 @@ class ShardCore {
   // `clock` are deleted: they belong to the history rolled back.
   absl::Status Restore(const std::string& job_id, uint64_t clock);
   // The job's latest complete checkpoint (every shard has it), as the coordinator
-  // says: pruning keeps it whatever `keep` says, so a rollback can always reach it.
+  // says. Pruning keeps it and every newer one whatever `keep` says: by the time this
+  // shard hears of it, a newer one may be complete, and a shard that ran ahead of
+  // another's writes must not prune what the other has not written yet. Until the
+  // first word, a coordinated shard prunes nothing.
   void ProtectCheckpoint(const std::string& job_id, uint64_t clock);
   absl::StatusOr<std::vector<uint64_t>> ListCheckpoints(const std::string& job_id);
   // Clock of the job's latest durable checkpoint written or loaded by this process; 0

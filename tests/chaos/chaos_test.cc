@@ -421,7 +421,8 @@ TEST_F(ChaosTest, ShardKilledDuringCheckpointWriteAndAllShardsAtOnce) {
 // while it was down) refuses the restore; the coordinator rolls back to an older
 // checkpoint every shard holds, and the job still ends bitwise equal.
 TEST_F(ChaosTest, ShardMissingTheCompleteCheckpointRollsTheJobBackFurther) {
-  const JobSpec spec = DigitsMlp("SYNC", 4, 32, "interval_clocks: 10");
+  JobSpec spec = DigitsMlp("SYNC", 4, 32, "interval_clocks: 10");
+  spec.mutable_checkpoint()->set_keep(6);  // Older checkpoints to fall back to.
   const std::string ref = RunUninterrupted(spec);
   ASSERT_FALSE(ref.empty());
   const std::map<std::string, std::string> want = Export(ref);
