@@ -222,7 +222,7 @@ void ShardCore::WriterLoop() {
     info.clock = task.snapshot.clock;
     info.pause_us = task.snapshot.pause_us;
     std::optional<uint64_t> keep_from;
-    if (options_.coordinated) {
+    if (options_.coordinated && task.snapshot.rolls_back) {
       MutexLock lock(&mu_);
       auto it = protected_.find(info.job_id);
       keep_from = it != protected_.end() ? it->second : 0;

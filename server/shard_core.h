@@ -44,9 +44,11 @@ class ShardCore {
     uint64_t memory_budget_bytes = 0;  // 0 = unlimited.
     ShardLimits limits;                // Per call, per job and per table.
     std::string data_dir;              // RocksDB directory of the checkpoints.
-    // A coordinator may roll the jobs back to their complete checkpoints: pruning
-    // keeps every checkpoint from the complete one on (ProtectCheckpoint). Without
-    // one, a job keeps its newest `checkpoint_keep`.
+    // A coordinator may roll SYNC and BOUNDED jobs back to their complete
+    // checkpoints: pruning keeps every checkpoint from the complete one on
+    // (ProtectCheckpoint). Otherwise, and for ASYNC jobs (which are not rolled back
+    // and rarely have a complete checkpoint), a job keeps its newest
+    // `checkpoint_keep`.
     bool coordinated = false;
     // Decode the opaque config blobs stored with checkpoints (restart and restore).
     std::function<absl::StatusOr<JobConfig>(const std::string& blob)> decode_job;

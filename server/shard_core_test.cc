@@ -87,5 +87,23 @@ TEST(ShardCoreTest, AsyncJobsCheckpointOnTheirTimer) {
   EXPECT_EQ(clocks.back(), 1u);
 }
 
+// A coordinated shard keeps every checkpoint from the complete one on, but ASYNC
+// jobs are never rolled back and rarely have a complete one: they keep their newest
+// `keep` (3) as on a shard without a coordinator, or their disk use would only grow.
+TEST(ShardCoreTest, CoordinatedAsyncJobsStillPruneToKeep) {
+  ShardCore::Options o = Options("async_coordinated");
+  o.coordinated = true;
+  std::unique_ptr<ShardCore> core = *ShardCore::Open(o);
+  ASSERT_TRUE(AddJob(core.get(), ASYNC, 0, 0).ok());
+  for (uint64_t c = 0; c < 5; ++c) {
+    PushOnce(core.get(), c);
+    ASSERT_TRUE(core->Checkpoint("j", [](absl::StatusOr<CheckpointInfo> info) {
+                      EXPECT_TRUE(info.ok()) << info.status();
+                    }).ok());
+    core->Drain();
+  }
+  EXPECT_EQ(*core->ListCheckpoints("j"), (std::vector<uint64_t>{3, 4, 5}));
+}
+
 }  // namespace
 }  // namespace ps

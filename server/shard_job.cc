@@ -620,6 +620,7 @@ JobSnapshot ShardJob::SnapshotLocked() {
   snap.job_id = config_.job_id;
   snap.clock = SnapshotClockLocked();
   snap.keep = config_.checkpoint_keep;
+  snap.rolls_back = config_.mode != ConsistencyMode::kAsync;
   snap.records.push_back(StateRecord{"job", config_.config_blob});
   std::string state;
   ByteWriter w(&state);

@@ -113,6 +113,9 @@ struct JobSnapshot {
   std::string job_id;
   uint64_t clock = 0;
   uint32_t keep = 3;
+  // SYNC and BOUNDED jobs are rolled back to their complete checkpoint after a fault;
+  // ASYNC jobs are not (each shard keeps its own latest).
+  bool rolls_back = true;
   uint64_t pause_us = 0;  // Time the job's lock was held to copy the state.
   std::vector<StateRecord> records;
 };
