@@ -114,6 +114,23 @@ class CoordinatorTest : public ::testing::Test {
     return r.value_or(HeartbeatResponse());
   }
 
+  // A shard's heartbeat listing the checkpoint clocks it holds of `job`, and the
+  // restore orders it refuses.
+  HeartbeatResponse BeatHolding(int shard, uint64_t incarnation, const std::string& job,
+                                const std::vector<uint64_t>& clocks,
+                                const std::vector<ShardOrder>& refused = {}) {
+    HeartbeatRequest req;
+    req.set_member_id(shard_[shard]);
+    req.set_incarnation(incarnation);
+    for (const ShardOrder& o : refused) *req.add_refused_orders() = o;
+    JobCheckpoints* held = req.add_checkpoints();
+    held->set_job_id(job);
+    for (uint64_t c : clocks) held->add_clocks(c);
+    auto r = c_->Heartbeat(req);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.value_or(HeartbeatResponse());
+  }
+
   bool Report(const std::string& job, uint32_t rank, uint64_t generation, uint64_t clock,
               double loss = 1.0, bool finished = false, const std::string& error = "") {
     ProgressReport p;
@@ -496,16 +513,7 @@ TEST_F(CoordinatorTest, RefusedRestoreRollsBackToAnOlderCheckpoint) {
   // Shard 1 lost checkpoint 60 and lists what it still holds.
   auto refuse = [&](int shard, uint64_t incarnation, const ShardOrder& order,
                     std::vector<uint64_t> clocks) {
-    HeartbeatRequest req;
-    req.set_member_id(shard_[shard]);
-    req.set_incarnation(incarnation);
-    *req.add_refused_orders() = order;
-    JobCheckpoints* held = req.add_checkpoints();
-    held->set_job_id(job);
-    for (uint64_t c : clocks) held->add_clocks(c);
-    auto r = c_->Heartbeat(req);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.value_or(HeartbeatResponse());
+    return BeatHolding(shard, incarnation, job, clocks, {order});
   };
   ShardOrder stale = first;
   stale.set_generation(0);
@@ -554,15 +562,7 @@ TEST_F(CoordinatorTest, HeldCheckpointsMakeTheCatalogAndAreProtected) {
   RegisterWorker(2);
   const std::string job = Submit(2);
   auto held = [&](int shard, uint64_t incarnation, std::vector<uint64_t> clocks) {
-    HeartbeatRequest req;
-    req.set_member_id(shard_[shard]);
-    req.set_incarnation(incarnation);
-    JobCheckpoints* h = req.add_checkpoints();
-    h->set_job_id(job);
-    for (uint64_t c : clocks) h->add_clocks(c);
-    auto r = c_->Heartbeat(req);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.value_or(HeartbeatResponse());
+    return BeatHolding(shard, incarnation, job, clocks);
   };
   // Reports lost (the coordinator was down): heartbeats carry what each shard holds.
   held(0, 10, {20, 40, 60});
