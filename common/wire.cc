@@ -68,7 +68,7 @@ class SliceInput final : public google::protobuf::io::ZeroCopyInputStream {
 
 }  // namespace
 
-void ByteViews::Reader::Read(size_t n, char* dst) {
+void ByteViews::Reader::ReadAcross(size_t n, char* dst) {
   while (n > 0) {
     const absl::string_view v = views_.views_[view_];
     const size_t take = std::min(n, v.size() - in_view_);

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,9 +43,18 @@ class ByteViews {
    public:
     explicit Reader(const ByteViews& views) : views_(views) {}
     // Copies the next `n` bytes to `dst`. The caller keeps within size().
-    void Read(size_t n, char* dst);
+    void Read(size_t n, char* dst) {
+      if (view_ < views_.views_.size() && n < views_.views_[view_].size() - in_view_) {
+        std::memcpy(dst, views_.views_[view_].data() + in_view_, n);  // Within one view.
+        in_view_ += n;
+        return;
+      }
+      ReadAcross(n, dst);
+    }
 
    private:
+    void ReadAcross(size_t n, char* dst);
+
     const ByteViews& views_;
     size_t view_ = 0;
     size_t in_view_ = 0;

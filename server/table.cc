@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/huge_pages.h"
@@ -15,13 +16,19 @@ namespace {
 // Keys arrive in random order, so every index lookup misses the cache. Loops over keys
 // call this at each i to prefetch the index slot a few keys ahead, overlapping those
 // misses (and the first few at i == 0).
-template <typename Index>
-void PrefetchAhead(const Index& index, absl::Span<const uint64_t> keys, size_t i) {
+void PrefetchAhead(const RowIndex& index, absl::Span<const uint64_t> keys, size_t i) {
   constexpr size_t kAhead = 8;
   if (i == 0) {
-    for (size_t j = 0; j < std::min(kAhead, keys.size()); ++j) index.prefetch(keys[j]);
+    for (size_t j = 0; j < std::min(kAhead, keys.size()); ++j) index.Prefetch(keys[j]);
   }
-  if (i + kAhead < keys.size()) index.prefetch(keys[i + kAhead]);
+  if (i + kAhead < keys.size()) index.Prefetch(keys[i + kAhead]);
+}
+
+// Rows are prefetched this many ahead of the one copied or updated.
+constexpr size_t kRowsAhead = 8;
+
+void PrefetchBytes(const void* p, size_t n) {
+  for (size_t b = 0; b < n; b += 64) __builtin_prefetch(static_cast<const char*>(p) + b);
 }
 
 // Uniform in [0, 1) from the top 24 bits: exactly representable as float.
@@ -61,8 +68,9 @@ Table::Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64
 }
 
 uint64_t Table::RowBytes() const {
+  // Sparse: the key in keys_ and at least two 16-byte entries of the half-full index.
   return uint64_t{width()} * sizeof(float) * (1 + num_slots_) +
-         (config_.sparse ? 2 * sizeof(uint64_t) : 0);
+         (config_.sparse ? sizeof(uint64_t) + 2 * RowIndex::kEntryBytes : 0);
 }
 
 uint64_t Table::MemoryBytes() const {
@@ -87,17 +95,19 @@ void Table::ReadDense(uint64_t begin, uint64_t count, std::string* out) const {
 }
 
 uint64_t Table::CountMissing(absl::Span<const uint64_t> keys) const {
-  absl::flat_hash_map<uint64_t, bool> seen;
+  absl::flat_hash_set<uint64_t> seen;
   uint64_t missing = 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     PrefetchAhead(index_, keys, i);
-    if (!index_.contains(keys[i]) && seen.emplace(keys[i], true).second) ++missing;
+    if (index_.Find(keys[i]) == RowIndex::kNone && seen.insert(keys[i]).second) {
+      ++missing;
+    }
   }
   return missing;
 }
 
 uint64_t Table::RowOf(uint64_t key) {
-  auto [it, inserted] = index_.emplace(key, keys_.size());
+  const auto [row, inserted] = index_.Insert(key, keys_.size());
   if (inserted) {
     const uint32_t dim = config_.dim;
     keys_.push_back(key);
@@ -106,7 +116,7 @@ uint64_t Table::RowOf(uint64_t key) {
       slots_[s].resize(slots_[s].size() + dim, InitialSlotValue(config_.optimizer, s));
     }
   }
-  return it->second;
+  return row;
 }
 
 void Table::CreateRows(absl::Span<const uint64_t> keys) {
@@ -114,19 +124,30 @@ void Table::CreateRows(absl::Span<const uint64_t> keys) {
 }
 
 bool Table::TryReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
-  const uint32_t dim = config_.dim;
+  const size_t row_bytes = size_t{config_.dim} * sizeof(float);
   const size_t start = out->size();
-  out->resize(start + keys.size() * dim * sizeof(float));
-  char* dst = out->data() + start;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    PrefetchAhead(index_, keys, i);
-    auto it = index_.find(keys[i]);
-    if (it == index_.end()) {
-      out->resize(start);
-      return false;
+  out->reserve(start + keys.size() * row_bytes);
+  // In blocks, two passes each: look up the block's rows (prefetching index entries
+  // ahead), then append them (prefetching rows ahead), so that both kinds of cache
+  // miss overlap. Appending, not resizing first, spares a pass zero-filling `out`.
+  constexpr size_t kBlock = 256;
+  const char* rows[kBlock];
+  for (size_t base = 0; base < keys.size(); base += kBlock) {
+    const absl::Span<const uint64_t> block = keys.subspan(base, kBlock);
+    for (size_t i = 0; i < block.size(); ++i) {
+      PrefetchAhead(index_, keys, base + i);
+      const uint64_t row = index_.Find(block[i]);
+      if (row == RowIndex::kNone) {
+        out->resize(start);
+        return false;
+      }
+      rows[i] = reinterpret_cast<const char*>(weights_.data() + row * config_.dim);
+      if (i < kRowsAhead) PrefetchBytes(rows[i], row_bytes);
     }
-    std::memcpy(dst, weights_.data() + it->second * dim, dim * sizeof(float));
-    dst += dim * sizeof(float);
+    for (size_t i = 0; i < block.size(); ++i) {
+      if (i + kRowsAhead < block.size()) PrefetchBytes(rows[i + kRowsAhead], row_bytes);
+      out->append(rows[i], row_bytes);
+    }
   }
   return true;
 }
@@ -137,9 +158,8 @@ void Table::ReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
   out->resize(start + keys.size() * dim * sizeof(float));
   char* dst = out->data() + start;
   for (uint64_t k : keys) {
-    auto it = index_.find(k);
-    if (it != index_.end()) {
-      std::memcpy(dst, weights_.data() + it->second * dim, dim * sizeof(float));
+    if (const uint64_t row = index_.Find(k); row != RowIndex::kNone) {
+      std::memcpy(dst, weights_.data() + row * dim, dim * sizeof(float));
     } else {
       for (uint32_t j = 0; j < dim; ++j) {
         const float v = InitialValue(config_, seed_, k, j);
@@ -247,8 +267,8 @@ absl::Status Table::LoadState(absl::string_view bytes) {
   weights_ = std::move(weights);
   slots_ = std::move(slots);
   keys_ = std::move(keys);
-  index_.clear();
-  for (uint64_t i = 0; i < keys_.size(); ++i) index_.emplace(keys_[i], i);
+  index_.Clear();
+  for (uint64_t i = 0; i < keys_.size(); ++i) index_.Insert(keys_[i], i);
   return absl::OkStatus();
 }
 

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "server/optimizer.h"
+#include "server/row_index.h"
 
 namespace ps {
 
@@ -55,7 +55,8 @@ class Table {
   uint64_t step() const { return step_; }
   uint64_t num_rows() const { return keys_.size(); }
 
-  // Bytes of weights and slots of one sparse row, or of the whole dense part.
+  // Bytes of weights and slots of one sparse row with its key and index entries, or of
+  // the whole dense part.
   uint64_t RowBytes() const;
   uint64_t MemoryBytes() const;
 
@@ -113,7 +114,7 @@ class Table {
   std::vector<float> weights_;
   std::vector<std::vector<float>> slots_;
   std::vector<uint64_t> keys_;                     // Sparse: key of each row.
-  absl::flat_hash_map<uint64_t, uint64_t> index_;  // Sparse: key -> row.
+  RowIndex index_;                                 // Sparse: key -> row.
 };
 
 }  // namespace ps

@@ -1,0 +1,72 @@
+#include "server/table.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+TableConfig Sparse(uint32_t dim) {
+  TableConfig c;
+  c.name = "emb";
+  c.sparse = true;
+  c.dim = dim;
+  c.init = InitKind::kUniform;
+  c.init_scale = 0.5f;
+  return c;
+}
+
+// TryReadRows works in blocks of keys; reads crossing several blocks, with repeated
+// keys, appended after bytes already in `out`, equal ReadRows key by key.
+TEST(TableTest, TryReadRowsEqualsReadRowsAcrossBlocks) {
+  Table t(Sparse(5), 3, 0, 0);
+  std::mt19937_64 rng(5);
+  std::vector<uint64_t> keys(1000);
+  for (uint64_t& k : keys) k = rng();
+  t.CreateRows(keys);
+  t.BeginStep();
+  std::vector<float> grad(keys.size() * 5, 0.25f);
+  t.ApplyRows(keys, grad);  // Rows differ from their initial values.
+  std::vector<uint64_t> asked;
+  for (int i = 0; i < 700; ++i) asked.push_back(keys[rng() % keys.size()]);
+  std::string fast = "prefix";
+  ASSERT_TRUE(t.TryReadRows(asked, &fast));
+  std::string slow = "prefix";
+  t.ReadRows(asked, &slow);
+  EXPECT_EQ(fast, slow);
+  ASSERT_EQ(fast.size(), 6 + asked.size() * 5 * sizeof(float));
+  std::string one;
+  t.ReadRows({&asked[650], 1}, &one);
+  EXPECT_EQ(fast.substr(6 + 650 * 5 * sizeof(float), one.size()), one);
+}
+
+TEST(TableTest, TryReadRowsWithAMissingKeyLeavesOutAsItWas) {
+  Table t(Sparse(4), 3, 0, 0);
+  std::vector<uint64_t> keys(600);
+  for (uint64_t i = 0; i < keys.size(); ++i) keys[i] = i * 7919;
+  t.CreateRows(keys);
+  keys[550] = 1;  // No row: in the third block.
+  std::string out = "prefix";
+  EXPECT_FALSE(t.TryReadRows(keys, &out));
+  EXPECT_EQ(out, "prefix");
+  EXPECT_EQ(t.num_rows(), 600u);
+}
+
+TEST(TableTest, RowBytesCountsTheKeyAndIndexEntries) {
+  TableConfig c = Sparse(16);
+  c.optimizer.kind = OptimizerKind::kAdam;
+  Table t(c, 3, 0, 0);
+  // Weights and Adam's two slots, the key, two 16-byte index entries.
+  EXPECT_EQ(t.RowBytes(), 16u * 4 * 3 + 8 + 32);
+  std::vector<uint64_t> keys = {1, 2, 3};
+  t.CreateRows(keys);
+  EXPECT_EQ(t.MemoryBytes(), 3 * t.RowBytes());
+}
+
+}  // namespace
+}  // namespace ps
