@@ -68,5 +68,33 @@ TEST(TableTest, RowBytesCountsTheKeyAndIndexEntries) {
   EXPECT_EQ(t.MemoryBytes(), 3 * t.RowBytes());
 }
 
+// A recycled snapshot buffer already has a dense state's size and is overwritten in
+// place (in pieces on several threads when large): no byte of the old contents may
+// survive. 4M + 3 floats per array: two pieces of unequal size.
+TEST(TableTest, DenseStateOverwritesARecycledBufferEntirely) {
+  TableConfig c;
+  c.name = "w";
+  c.size = (4u << 20) + 3;
+  c.init = InitKind::kNormal;
+  c.init_scale = 0.1f;
+  c.optimizer.kind = OptimizerKind::kAdam;
+  Table t(c, 9, 0, c.size);
+  t.BeginStep();
+  std::vector<float> grad(c.size, 0.5f);
+  t.ApplyDense(0, grad);
+  const std::string fresh = t.SaveState();
+  ASSERT_EQ(fresh.size(), t.StateBytes());
+  std::string recycled(t.StateBytes(), '\x7f');
+  t.SaveStateInto(&recycled);
+  EXPECT_TRUE(recycled == fresh);
+  std::string small = "too small";
+  t.SaveStateInto(&small);
+  EXPECT_TRUE(small == fresh);
+
+  Table copy(c, 1, 0, c.size);  // Another seed: other initial weights.
+  ASSERT_TRUE(copy.LoadState(recycled).ok());
+  EXPECT_EQ(copy.Digest(), t.Digest());
+}
+
 }  // namespace
 }  // namespace ps
