@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -14,17 +15,23 @@ void ParallelCopy(void* dst, const void* src, size_t n, unsigned max_threads) {
   const size_t pieces = std::clamp<size_t>(n / kMinPiece, 1, std::max(max_threads, 1u));
   char* to = static_cast<char*>(dst);
   const char* from = static_cast<const char*>(src);
-  // Piece boundaries on 64-byte lines, so no two threads write one cache line.
   const size_t piece = ((n + pieces - 1) / pieces + 63) & ~size_t{63};
+  auto copy = [=](size_t i) {
+    const size_t begin = std::min(n, i * piece);
+    std::memcpy(to + begin, from + begin, std::min(n, begin + piece) - begin);
+  };
   std::vector<std::thread> helpers;
   helpers.reserve(pieces - 1);
-  for (size_t i = 1; i < pieces; ++i) {
-    const size_t begin = std::min(n, i * piece);
-    const size_t end = std::min(n, begin + piece);
-    if (begin == end) break;
-    helpers.emplace_back([=] { std::memcpy(to + begin, from + begin, end - begin); });
+  size_t i = 1;
+  for (; i < pieces; ++i) {
+    try {
+      helpers.emplace_back(copy, i);
+    } catch (const std::system_error&) {
+      break;  // No thread to be had (a process or pid limit): copy the rest here.
+    }
   }
-  if (n > 0) std::memcpy(to, from, std::min(n, piece));
+  for (size_t rest = i; rest < pieces; ++rest) copy(rest);
+  if (n > 0) copy(0);
   for (std::thread& t : helpers) t.join();
 }
 

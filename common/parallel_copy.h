@@ -12,8 +12,9 @@
 namespace ps {
 
 // Copies `n` bytes from `src` to `dst` (not overlapping), on up to `max_threads`
-// threads (the calling one among them; 0: one per core, at most 8), in pieces of at
-// least 8 MiB. Returns when every byte is copied.
+// threads (the calling one among them; 0: one per core, at most 8), one piece of about
+// n / threads each, and one thread for less than 16 MiB. When a thread cannot be
+// started the calling one copies its piece. Returns when every byte is copied.
 void ParallelCopy(void* dst, const void* src, size_t n, unsigned max_threads = 0);
 
 }  // namespace ps

@@ -6,8 +6,9 @@
 // the first slots of a 16-slot group, the matching slot lies up to 256 bytes further,
 // and in a 100k-key pull 84 % of the lookup time stalled on that slot's load.
 //
-// Keys are hashed with absl::Hash (seeded per process), so a worker cannot choose keys
-// that collide on every shard. Rows are numbers below 2^64 - 1. Not thread-safe.
+// Keys are hashed with absl::Hash, seeded per process (abseil does not promise that
+// seed as a defence against chosen keys). Rows are numbers below 2^64 - 1. Not
+// thread-safe.
 #ifndef PS_SERVER_ROW_INDEX_H_
 #define PS_SERVER_ROW_INDEX_H_
 
@@ -43,6 +44,8 @@ class RowIndex {
 
   // The row of `key`, adding it with `row` when absent; second: whether it was added.
   std::pair<uint64_t, bool> Insert(uint64_t key, uint64_t row) {
+    // Grows only to add a key: a present key at exactly half load must not double it.
+    if (const uint64_t found = Find(key); found != kNone) return {found, false};
     if (2 * (size_ + 1) > entries_.size()) Grow();
     for (size_t i = Home(key);; i = (i + 1) & mask_) {
       Entry& e = entries_[i];
@@ -54,6 +57,9 @@ class RowIndex {
       if (e.key == key) return {e.row, false};
     }
   }
+
+  // Entries allocated (a power of two, or 0): the index holds 16 bytes for each.
+  size_t capacity() const { return entries_.size(); }
 
   void Clear() {
     entries_.clear();

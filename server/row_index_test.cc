@@ -24,6 +24,17 @@ TEST(RowIndexTest, InsertKeepsTheFirstRowOfAKey) {
   EXPECT_EQ(index.size(), 1u);
 }
 
+// Inserting a present key never grows the index, even at exactly half load.
+TEST(RowIndexTest, InsertOfAPresentKeyAtHalfLoadDoesNotGrow) {
+  RowIndex index;
+  for (uint64_t k = 0; k < 8; ++k) index.Insert(k, k);
+  ASSERT_EQ(index.capacity(), 16u);  // Exactly half full.
+  EXPECT_EQ(index.Insert(3, 99), std::make_pair(uint64_t{3}, false));
+  EXPECT_EQ(index.capacity(), 16u);
+  EXPECT_EQ(index.Insert(8, 8), std::make_pair(uint64_t{8}, true));
+  EXPECT_EQ(index.capacity(), 32u);
+}
+
 // Random inserts and lookups through many growths, against std::unordered_map; keys
 // from a small range collide often, and the extremes 0 and 2^64 - 1 are keys too.
 TEST(RowIndexTest, MatchesAMapThroughGrowthAndClear) {
