@@ -47,15 +47,9 @@ class RowIndex {
     // Grows only to add a key: a present key at exactly half load must not double it.
     if (const uint64_t found = Find(key); found != kNone) return {found, false};
     if (2 * (size_ + 1) > entries_.size()) Grow();
-    for (size_t i = Home(key);; i = (i + 1) & mask_) {
-      Entry& e = entries_[i];
-      if (e.row == kNone) {
-        e = Entry{key, row};
-        ++size_;
-        return {row, true};
-      }
-      if (e.key == key) return {e.row, false};
-    }
+    Place(Entry{key, row});
+    ++size_;
+    return {row, true};
   }
 
   // Entries allocated (a power of two, or 0): the index holds 16 bytes for each.
@@ -80,11 +74,15 @@ class RowIndex {
     entries_.assign(old.empty() ? 16 : 2 * old.size(), Entry{});
     mask_ = entries_.size() - 1;
     for (const Entry& e : old) {
-      if (e.row == kNone) continue;
-      size_t i = Home(e.key);
-      while (entries_[i].row != kNone) i = (i + 1) & mask_;
-      entries_[i] = e;
+      if (e.row != kNone) Place(e);
     }
+  }
+
+  // Puts `e`, whose key is not in the index, in the first empty entry from its home.
+  void Place(const Entry& e) {
+    size_t i = Home(e.key);
+    while (entries_[i].row != kNone) i = (i + 1) & mask_;
+    entries_[i] = e;
   }
 
   std::vector<Entry> entries_;  // A power of two of them, or none.
