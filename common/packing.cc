@@ -59,11 +59,14 @@ absl::StatusOr<uint64_t> CountKeys(absl::string_view bytes, absl::string_view fi
 
 absl::Status CheckFloatCount(absl::string_view bytes, uint64_t expected,
                              absl::string_view field) {
+  return CheckFloatCount(bytes.size(), expected, field);
+}
+
+absl::Status CheckFloatCount(uint64_t size, uint64_t expected, absl::string_view field) {
   // Compared as counts: expected * 4 may wrap for a hostile count.
-  if (bytes.size() % sizeof(float) != 0 || bytes.size() / sizeof(float) != expected) {
+  if (size % sizeof(float) != 0 || size / sizeof(float) != expected) {
     return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected,
-                                                   " float32 values, got ", bytes.size(),
-                                                   " bytes"));
+                                                   " float32 values, got ", size, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -132,6 +135,46 @@ int64_t FirstNonFinitePacked(absl::string_view bytes) {
     if (hit != 0) return search(start, start + kBlock);
   }
   return search(start, n);
+}
+
+PackedFloats::PackedFloats(absl::string_view bytes)
+    : PackedFloats(std::vector<absl::string_view>{bytes}) {}
+
+PackedFloats::PackedFloats(std::vector<absl::string_view> pieces) : pieces_(std::move(pieces)) {
+  starts_.reserve(pieces_.size());
+  for (absl::string_view p : pieces_) {
+    starts_.push_back(size_);
+    size_ += p.size();
+  }
+}
+
+size_t PackedFloats::PieceAt(uint64_t offset) const {
+  // The last piece starting at or before `offset`; empty pieces share a start with the
+  // next one, so upper_bound steps past them.
+  const auto it = std::upper_bound(starts_.begin(), starts_.end(), offset);
+  return static_cast<size_t>(it - starts_.begin()) - 1;
+}
+
+void PackedFloats::CopyTo(uint64_t begin, absl::Span<float> out) const {
+  ForEachRun(begin, out.size(), [&](uint64_t first, const char* bytes, size_t n) {
+    std::memcpy(out.data() + (first - begin), bytes, n * sizeof(float));
+  });
+}
+
+float PackedFloats::At(uint64_t i) const {
+  float v = 0;
+  CopyTo(i, absl::MakeSpan(&v, 1));
+  return v;
+}
+
+int64_t PackedFloats::FirstNonFinite() const {
+  int64_t bad = -1;
+  ForEachRun(0, size_ / sizeof(float), [&](uint64_t first, const char* bytes, size_t n) {
+    if (bad >= 0) return;
+    const int64_t at = FirstNonFinitePacked(absl::string_view(bytes, n * sizeof(float)));
+    if (at >= 0) bad = static_cast<int64_t>(first) + at;
+  });
+  return bad;
 }
 
 }  // namespace ps

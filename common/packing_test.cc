@@ -1,7 +1,10 @@
 #include "common/packing.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -98,6 +101,69 @@ TEST(PackingTest, FindsTheFirstNonFiniteAcrossScanBlocks) {
   bytes[bytes.size() - 2] = '\x80';
   EXPECT_EQ(FirstNonFinitePacked(absl::string_view(bytes).substr(1)), 999);
   EXPECT_EQ(FirstNonFinitePacked(""), -1);
+}
+
+// `bytes` cut at `cuts` (byte offsets, ascending), with an empty piece at each cut.
+std::vector<absl::string_view> CutAt(absl::string_view bytes, const std::vector<size_t>& cuts) {
+  std::vector<absl::string_view> pieces;
+  size_t at = 0;
+  for (size_t cut : cuts) {
+    pieces.push_back(bytes.substr(at, cut - at));
+    pieces.push_back(absl::string_view());
+    at = cut;
+  }
+  pieces.push_back(bytes.substr(at));
+  return pieces;
+}
+
+TEST(PackedFloatsTest, RunsCoverTheRangeInOrderAcrossPiecesOfAnySize) {
+  std::vector<float> v(50);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) + 0.25f;
+  const std::string bytes = PackFloats(v);
+  // Cuts inside floats (1, 6, 7, 70: a float cut into three pieces at 5..7), on float
+  // edges (8, 64) and pieces shorter than a float.
+  const PackedFloats packed(CutAt(bytes, {1, 6, 7, 8, 64, 70, 71, 199}));
+  EXPECT_EQ(packed.size_bytes(), bytes.size());
+  for (uint64_t begin : {uint64_t{0}, uint64_t{1}, uint64_t{15}, uint64_t{16}, uint64_t{49}}) {
+    for (uint64_t count : {uint64_t{0}, uint64_t{1}, uint64_t{2}, uint64_t{50} - begin}) {
+      if (begin + count > v.size()) continue;
+      SCOPED_TRACE(testing::Message() << "begin " << begin << " count " << count);
+      std::vector<float> seen;
+      uint64_t next = begin;
+      packed.ForEachRun(begin, count, [&](uint64_t first, const char* p, size_t n) {
+        EXPECT_EQ(first, next);
+        EXPECT_GT(n, 0u);
+        next += n;
+        for (size_t i = 0; i < n; ++i) {
+          float f;
+          std::memcpy(&f, p + i * sizeof(float), sizeof(float));
+          seen.push_back(f);
+        }
+      });
+      EXPECT_EQ(next, begin + count);
+      EXPECT_EQ(seen, std::vector<float>(v.begin() + begin, v.begin() + begin + count));
+      std::vector<float> copied(count);
+      packed.CopyTo(begin, absl::MakeSpan(copied));
+      EXPECT_EQ(copied, seen);
+    }
+  }
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(packed.At(i), v[i]);
+  EXPECT_EQ(packed.FirstNonFinite(), -1);
+  EXPECT_EQ(PackedFloats().FirstNonFinite(), -1);
+}
+
+TEST(PackedFloatsTest, FindsANonFiniteFloatSplitBetweenPieces) {
+  std::vector<float> v(600, 1.0f);
+  v[300] = std::numeric_limits<float>::quiet_NaN();
+  v[500] = std::numeric_limits<float>::infinity();
+  const std::string bytes = PackFloats(v);
+  // Float 300 is bytes 1200..1203: cut through it; float 500 lies whole in a piece.
+  const PackedFloats packed(CutAt(bytes, {3, 1202, 1203}));
+  EXPECT_EQ(packed.FirstNonFinite(), 300);
+  EXPECT_TRUE(std::isnan(packed.At(300)));
+  v[300] = 2.0f;
+  const std::string fixed = PackFloats(v);
+  EXPECT_EQ(PackedFloats(CutAt(fixed, {3, 1202, 1203})).FirstNonFinite(), 500);
 }
 
 }  // namespace

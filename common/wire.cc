@@ -83,11 +83,6 @@ void ByteViews::Reader::ReadAcross(size_t n, char* dst) {
   }
 }
 
-void ByteViews::AppendTo(std::string* out) const {
-  out->reserve(out->size() + size_);
-  for (absl::string_view v : views_) out->append(v.data(), v.size());
-}
-
 absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std::string* rest,
                              ByteViews* out) {
   *out = ByteViews();

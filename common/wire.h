@@ -35,9 +35,8 @@ namespace ps::wire {
 class ByteViews {
  public:
   size_t size() const { return size_; }
-  // The bytes as one view when they lie in a single slice (or are empty).
-  bool contiguous() const { return views_.size() <= 1; }
-  absl::string_view front() const { return views_.empty() ? absl::string_view() : views_[0]; }
+  // The pieces in order; their concatenation is the field's bytes.
+  const std::vector<absl::string_view>& views() const { return views_; }
   // Reads the bytes front to back without searching for each piece's view.
   class Reader {
    public:
@@ -59,7 +58,6 @@ class ByteViews {
     size_t view_ = 0;
     size_t in_view_ = 0;
   };
-  void AppendTo(std::string* out) const;
 
  private:
   friend absl::Status SplitBytesField(const grpc::ByteBuffer&, uint32_t, std::string*,

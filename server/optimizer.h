@@ -41,10 +41,11 @@ int NumSlots(OptimizerKind kind);
 // Initial value of slot `i` (Adagrad's accumulator may start above 0).
 float InitialSlotValue(const OptimizerConfig& config, int slot);
 
-// One step over n weights. `slots` holds NumSlots(kind) arrays of n floats; `step` is
-// the table's step count including this one (>= 1). Pure function of its inputs, so
-// results are bitwise reproducible. Not thread-safe for overlapping arrays.
-void ApplyOptimizer(const OptimizerConfig& config, uint64_t step, const float* grad,
+// One step over n weights. `grad` is n packed float32 at any alignment (a received
+// message's bytes are applied where they lie); `slots` holds NumSlots(kind) arrays of n
+// floats; `step` is the table's step count including this one (>= 1). Pure function of
+// its inputs, so results are bitwise reproducible. The arrays must not overlap.
+void ApplyOptimizer(const OptimizerConfig& config, uint64_t step, const void* grad,
                     float* weights, float* const* slots, size_t n);
 
 }  // namespace ps

@@ -1,6 +1,8 @@
 #include "server/optimizer.h"
 
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -83,6 +85,50 @@ TEST(OptimizerTest, SlotCounts) {
   EXPECT_EQ(NumSlots(OptimizerKind::kMomentum), 1);
   EXPECT_EQ(NumSlots(OptimizerKind::kAdagrad), 1);
   EXPECT_EQ(NumSlots(OptimizerKind::kAdam), 2);
+}
+
+// The library is built vectorised (-O3); this file is not. Each kind over many lengths
+// (remainder loops of every size), with the gradient at every misalignment, must give
+// the bits of the one-element-at-a-time steps.
+TEST(OptimizerTest, VectorisedAndMisalignedStepsMatchElementwiseSteps) {
+  for (OptimizerKind kind : {OptimizerKind::kSgd, OptimizerKind::kMomentum,
+                             OptimizerKind::kAdagrad, OptimizerKind::kAdam}) {
+    for (bool nesterov : {false, true}) {
+      OptimizerConfig c;
+      c.kind = kind;
+      c.learning_rate = 0.05f;
+      c.weight_decay = 0.01f;
+      c.momentum = 0.9f;
+      c.nesterov = nesterov;
+      c.initial_accumulator = 0.1f;
+      for (size_t n : {size_t{1}, size_t{7}, size_t{16}, size_t{37}, size_t{1000}}) {
+        std::vector<float> grad(n), w0(n);
+        for (size_t i = 0; i < n; ++i) {
+          grad[i] = std::sin(static_cast<float>(i) * 0.7f) * 3.0f;
+          w0[i] = std::cos(static_cast<float>(i) * 0.3f);
+        }
+        for (size_t shift = 0; shift < sizeof(float); ++shift) {
+          SCOPED_TRACE(testing::Message() << "kind " << static_cast<int>(kind) << " nesterov "
+                                          << nesterov << " n " << n << " shift " << shift);
+          std::string bytes(shift + n * sizeof(float), '\0');
+          std::memcpy(&bytes[shift], grad.data(), n * sizeof(float));
+          std::vector<float> w = w0, s0(n, InitialSlotValue(c, 0)), s1(n, InitialSlotValue(c, 1));
+          std::vector<float> we = w0, e0 = s0, e1 = s1;
+          for (uint64_t step = 1; step <= 3; ++step) {
+            float* slots[2] = {s0.data(), s1.data()};
+            ApplyOptimizer(c, step, bytes.data() + shift, w.data(), slots, n);
+            for (size_t i = 0; i < n; ++i) {
+              float* one[2] = {&e0[i], &e1[i]};
+              ApplyOptimizer(c, step, &grad[i], &we[i], one, 1);
+            }
+          }
+          ASSERT_EQ(std::memcmp(w.data(), we.data(), n * sizeof(float)), 0);
+          ASSERT_EQ(std::memcmp(s0.data(), e0.data(), n * sizeof(float)), 0);
+          ASSERT_EQ(std::memcmp(s1.data(), e1.data(), n * sizeof(float)), 0);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

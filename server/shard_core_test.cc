@@ -51,7 +51,7 @@ void PushOnce(ShardCore* core, uint64_t clock) {
   PushArgs a;
   a.clock = clock;
   a.slices.push_back(SliceArgs{"w", 0, 4, {}});
-  a.values = values;
+  a.values = PackedFloats(values);
   ASSERT_TRUE((*core->FindJob("j"))->Push(a).ok());
 }
 

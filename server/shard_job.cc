@@ -335,7 +335,7 @@ std::vector<std::function<void()>> ShardJob::TakeReadyWaitersLocked() {
   return ready;
 }
 
-void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, absl::string_view values) {
+void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFloats& values) {
   // One optimizer step per table touched by this part; a table's slices apply in order.
   std::vector<Table*> stepped;
   uint64_t offset = 0;
@@ -346,23 +346,24 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, absl::string_v
       stepped.push_back(p.table);
     }
     const uint64_t n = p.floats();
-    const char* src = values.data() + offset * sizeof(float);
+    const uint64_t first = offset;
     offset += n;
-    if (!p.table->sparse() && !config_.zero_nonfinite &&
-        reinterpret_cast<uintptr_t>(src) % alignof(float) == 0) {
-      // The request's bytes are the gradient: applied in place, not copied first.
-      p.table->ApplyDense(p.begin, absl::MakeConstSpan(reinterpret_cast<const float*>(src), n));
+    if (!p.table->sparse() && !config_.zero_nonfinite) {
+      // The request's bytes are the gradient: applied where they lie, not copied first.
+      values.ForEachRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
+        p.table->ApplyDense(p.begin + (at - first), bytes, k);
+      });
       continue;
     }
     grad.resize(n);
-    std::memcpy(grad.data(), src, n * sizeof(float));
+    values.CopyTo(first, absl::MakeSpan(grad));
     if (config_.zero_nonfinite) {
       for (float& g : grad) {
         if (!std::isfinite(g)) g = 0.0f;
       }
     }
     if (!p.table->sparse()) {
-      p.table->ApplyDense(p.begin, grad);
+      p.table->ApplyDense(p.begin, grad.data(), grad.size());
       continue;
     }
     // Duplicate keys within a slice add up before the step.
@@ -400,21 +401,26 @@ void ShardJob::ApplySyncStepLocked() {
         uint64_t offset = 0;
         for (const Parsed& p : part->slices) {
           const uint64_t n = p.floats();
-          const char* src = part->values.data() + offset * sizeof(float);
+          const uint64_t first = offset;
           offset += n;
           if (p.table != table) continue;
           touched = true;
           if (!table->sparse()) {
             if (dense_sum.empty()) dense_sum.assign(table->local_count(), 0.0f);
-            float* dst = dense_sum.data() + (p.begin - table->local_begin());
-            for (uint64_t i = 0; i < n; ++i) {
-              float g;
-              std::memcpy(&g, src + i * sizeof(float), sizeof(float));
-              if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
-              dst[i] += g;
-            }
+            float* const dst = dense_sum.data() + (p.begin - table->local_begin());
+            part->values.ForEachRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
+              float* const run = dst + (at - first);
+              for (size_t i = 0; i < k; ++i) {
+                float g;
+                std::memcpy(&g, bytes + i * sizeof(float), sizeof(float));
+                if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
+                run[i] += g;
+              }
+            });
             continue;
           }
+          std::vector<float> grad(n);
+          part->values.CopyTo(first, absl::MakeSpan(grad));
           for (size_t k = 0; k < p.keys.size(); ++k) {
             auto [it, fresh] = pos.emplace(p.keys[k], keys.size());
             if (fresh) {
@@ -423,8 +429,7 @@ void ShardJob::ApplySyncStepLocked() {
             }
             float* dst = sparse_sum.data() + it->second * dim;
             for (uint32_t j = 0; j < dim; ++j) {
-              float g;
-              std::memcpy(&g, src + (k * dim + j) * sizeof(float), sizeof(float));
+              float g = grad[k * dim + j];
               if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
               dst[j] += g;
             }
@@ -438,7 +443,7 @@ void ShardJob::ApplySyncStepLocked() {
     table->BeginStep();
     if (!table->sparse()) {
       for (float& g : dense_sum) g /= workers;
-      table->ApplyDense(table->local_begin(), dense_sum);
+      table->ApplyDense(table->local_begin(), dense_sum.data(), dense_sum.size());
     } else {
       for (float& g : sparse_sum) g /= workers;
       table->ApplyRows(keys, sparse_sum);
@@ -452,6 +457,28 @@ void ShardJob::ApplySyncStepLocked() {
 }
 
 absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
+  if (args.rank >= config_.num_workers) {
+    return absl::InvalidArgumentError(absl::StrCat("rank: ", args.rank,
+                                                   " is not below num_workers ",
+                                                   config_.num_workers));
+  }
+  if (args.num_parts == 0 || args.num_parts > 65536) {
+    return absl::InvalidArgumentError(absl::StrCat("num_parts: must be 1 to 65536, got ",
+                                                   args.num_parts));
+  }
+  if (args.part >= args.num_parts) {
+    return absl::InvalidArgumentError(absl::StrCat("part: ", args.part,
+                                                   " is not below num_parts ", args.num_parts));
+  }
+  // Scanned before taking the job's lock: it reads only the request.
+  if (!config_.zero_nonfinite) {
+    const int64_t bad = args.values.FirstNonFinite();
+    if (bad >= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "values: gradient ", bad, " is ", std::isnan(args.values.At(bad)) ? "NaN" : "infinite",
+          "; the job's nonfinite policy is REJECT"));
+    }
+  }
   std::vector<std::function<void()>> wake;
   JobSnapshot snapshot;
   bool snapshot_due = false;
@@ -459,30 +486,11 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
   {
     MutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("shard is shutting down");
-    if (args.rank >= config_.num_workers) {
-      return absl::InvalidArgumentError(absl::StrCat("rank: ", args.rank,
-                                                     " is not below num_workers ",
-                                                     config_.num_workers));
-    }
-    if (args.num_parts == 0 || args.num_parts > 65536) {
-      return absl::InvalidArgumentError(absl::StrCat("num_parts: must be 1 to 65536, got ",
-                                                     args.num_parts));
-    }
-    if (args.part >= args.num_parts) {
-      return absl::InvalidArgumentError(absl::StrCat("part: ", args.part,
-                                                     " is not below num_parts ", args.num_parts));
-    }
     std::vector<Parsed> parsed;
     uint64_t floats = 0;
     if (absl::Status s = ParseSlices(args.slices, &parsed, &floats); !s.ok()) return s;
-    if (absl::Status s = CheckFloatCount(args.values, floats, "values"); !s.ok()) return s;
-    if (!config_.zero_nonfinite) {
-      const int64_t bad = FirstNonFinitePacked(args.values);
-      if (bad >= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "values: gradient ", bad, " is ", std::isnan(FloatAt(args.values, bad)) ? "NaN" : "infinite",
-            "; the job's nonfinite policy is REJECT"));
-      }
+    if (absl::Status s = CheckFloatCount(args.values.size_bytes(), floats, "values"); !s.ok()) {
+      return s;
     }
     RankState& rank = ranks_[args.rank];
     if (config_.mode == ConsistencyMode::kAsync && args.clock > rank.done_below &&
@@ -543,7 +551,16 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
     if (config_.mode == ConsistencyMode::kSync) {
       auto part = std::make_unique<Part>();
       part->slices = std::move(parsed);
-      part->values.assign(args.values.data(), args.values.size());
+      if (args.values_owner != nullptr) {
+        part->values = args.values;  // The received bytes, held until the clock applies.
+        part->owner = args.values_owner;
+      } else {
+        part->copy.reserve(args.values.size_bytes());
+        for (absl::string_view piece : args.values.pieces()) {
+          part->copy.append(piece.data(), piece.size());
+        }
+        part->values = PackedFloats(part->copy);
+      }
       pc.parts[args.part] = std::move(part);
       const bool all_in = std::all_of(ranks_.begin(), ranks_.end(), [&](const RankState& r) {
         auto it = r.pending.find(applied_clock_);

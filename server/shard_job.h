@@ -34,8 +34,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "common/sync.h"
 #include "absl/types/span.h"
+#include "common/packing.h"
+#include "common/sync.h"
 #include "server/table.h"
 
 namespace ps {
@@ -95,7 +96,10 @@ struct PushArgs {
   uint32_t part = 0;
   uint32_t num_parts = 1;
   std::vector<SliceArgs> slices;
-  absl::string_view values;  // Packed float32, slices concatenated.
+  PackedFloats values;  // The slices' float32 concatenated, in one or more pieces.
+  // Keeps the pieces of `values` alive when set: a SYNC shard then holds the part until
+  // the clock's last push instead of copying it. Unset: the part is copied.
+  std::shared_ptr<const void> values_owner;
 };
 
 struct PushResult {
@@ -202,7 +206,9 @@ class ShardJob {
   struct Parsed;  // A validated slice.
   struct Part {
     std::vector<Parsed> slices;
-    std::string values;
+    PackedFloats values;
+    std::shared_ptr<const void> owner;  // Of values' pieces, or null when `copy` is.
+    std::string copy;
   };
   struct PendingClock {
     uint32_t num_parts = 0;
@@ -225,7 +231,7 @@ class ShardJob {
   bool PullReadyLocked(uint64_t clock) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t MinWorkerClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t SnapshotClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  void ApplyPartLocked(const std::vector<Parsed>& slices, absl::string_view values)
+  void ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFloats& values)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplySyncStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::function<void()>> TakeReadyWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

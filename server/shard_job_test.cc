@@ -82,7 +82,7 @@ absl::StatusOr<PushResult> Send(ShardJob* job, const Push& p) {
   a.part = p.part;
   a.num_parts = p.num_parts;
   a.slices.push_back(SliceArgs{p.table, p.begin, p.count, keys});
-  a.values = values;
+  a.values = PackedFloats(values);
   return job->Push(a);
 }
 
@@ -299,7 +299,8 @@ TEST(ShardJobValidationTest, MalformedPushesChangeNothingAndNameTheField) {
   // Keys whose byte length is not a multiple of 8.
   PushArgs a;
   a.slices.push_back(SliceArgs{"emb", 0, 0, "0123456789"});
-  a.values = PackFloats({1, 1});
+  const std::string two = PackFloats({1, 1});
+  a.values = PackedFloats(two);
   EXPECT_EQ(f.job->Push(a).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(f.job->Counters(true).digest, digest);
   EXPECT_EQ(f.job->Counters(false).pushes_applied, 0u);

@@ -57,7 +57,7 @@ class ShardOrdersTest : public ::testing::Test {
       PushArgs a;
       a.clock = c;
       a.slices.push_back(SliceArgs{"w", 0, 4, {}});
-      a.values = values;
+      a.values = PackedFloats(values);
       ASSERT_TRUE((*core_->FindJob("j"))->Push(a).ok()) << c;
     }
     core_->Drain();

@@ -220,7 +220,7 @@ absl::StatusOr<ShardServiceImpl::PushCall> ShardServiceImpl::ReadPush(
   return push;
 }
 
-absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(const PushCall& push) {
+absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(PushCall push) {
   const PushRequest& req = push.fields;
   absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req.job_id());
   if (!job.ok()) return job.status();
@@ -230,19 +230,12 @@ absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(const PushCall& push) {
   args.part = req.part();
   args.num_parts = req.num_parts();
   args.slices = SlicesOf(req.slices());
-  // Applied straight from the received bytes when they arrived in one slice; else
-  // joined once into a reused buffer.
-  std::unique_ptr<std::string> joined;
-  if (push.values.contiguous()) {
-    args.values = push.values.front();
-  } else {
-    joined = buffers_->Get();
-    push.values.AppendTo(joined.get());
-    args.values = *joined;
-  }
-  absl::StatusOr<PushResult> result = (*job)->Push(args);
-  buffers_->Put(std::move(joined));
-  return result;
+  // The gradient is applied from the received slices as they lie (a SYNC shard holds
+  // them until the clock's last push), never joined into one buffer first.
+  auto received = std::make_shared<const wire::ByteViews>(std::move(push.values));
+  args.values = PackedFloats(received->views());
+  args.values_owner = received;
+  return (*job)->Push(args);
 }
 
 grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ctx,
@@ -251,7 +244,7 @@ grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ct
   const auto start = Clock::now();
   absl::Status status = [&]() -> absl::Status {
     PS_ASSIGN_OR_RETURN(PushCall push, ReadPush(*request));
-    PS_ASSIGN_OR_RETURN(PushResult result, ApplyPush(push));
+    PS_ASSIGN_OR_RETURN(PushResult result, ApplyPush(std::move(push)));
     PushResponse resp;
     resp.set_duplicate(result.duplicate);
     resp.set_clock(result.clock);

@@ -60,7 +60,7 @@ class ShardServiceImpl final
     wire::ByteViews values;
   };
   static absl::StatusOr<PushCall> ReadPush(const grpc::ByteBuffer& request);
-  absl::StatusOr<PushResult> ApplyPush(const PushCall& push);
+  absl::StatusOr<PushResult> ApplyPush(PushCall push);
 
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const CheckpointRequest* req,

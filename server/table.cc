@@ -182,12 +182,11 @@ void Table::ReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
   }
 }
 
-void Table::ApplyDense(uint64_t begin, absl::Span<const float> grad) {
+void Table::ApplyDense(uint64_t begin, const void* grad, size_t n) {
   const uint64_t off = begin - local_begin_;
   float* slots[2] = {nullptr, nullptr};
   for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + off;
-  ApplyOptimizer(config_.optimizer, step_, grad.data(), weights_.data() + off, slots,
-                 grad.size());
+  ApplyOptimizer(config_.optimizer, step_, grad, weights_.data() + off, slots, n);
 }
 
 void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad) {

@@ -80,8 +80,9 @@ class Table {
 
   // Starts one optimizer step (Adam's t).
   void BeginStep() { ++step_; }
-  // Dense: one step of [begin, begin + grad.size()).
-  void ApplyDense(uint64_t begin, absl::Span<const float> grad);
+  // Dense: one step of [begin, begin + n) with `grad` = n packed float32 at any
+  // alignment (a received message's bytes, applied where they lie).
+  void ApplyDense(uint64_t begin, const void* grad, size_t n);
   // Sparse: one step of the rows of `keys` (distinct; created if missing) with
   // `grad` = keys.size() * dim floats.
   void ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad);

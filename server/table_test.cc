@@ -81,7 +81,7 @@ TEST(TableTest, DenseStateOverwritesARecycledBufferEntirely) {
   Table t(c, 9, 0, c.size);
   t.BeginStep();
   std::vector<float> grad(c.size, 0.5f);
-  t.ApplyDense(0, grad);
+  t.ApplyDense(0, grad.data(), grad.size());
   const std::string fresh = t.SaveState();
   ASSERT_EQ(fresh.size(), t.StateBytes());
   std::string recycled(t.StateBytes(), '\x7f');

@@ -274,7 +274,7 @@ absl::Status LocalPsClient::Push(const std::string& job_id, uint32_t rank, uint6
       args.part = p;
       args.num_parts = static_cast<uint32_t>(parts.size());
       args.slices = SliceArgsOf(parts[p], dense, sparse, &keys);
-      args.values = values;
+      args.values = PackedFloats(values);
       absl::StatusOr<PushResult> result = job->Push(args);
       if (!result.ok()) return OnShard(s, result.status());
     }

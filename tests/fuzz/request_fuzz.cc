@@ -174,7 +174,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         args.part = req.part();
         args.num_parts = req.num_parts();
         args.slices = SlicesOf(req.slices());
-        args.values = req.values();
+        args.values = ps::PackedFloats(req.values());
         absl::StatusOr<ps::PushResult> r = job->Push(args);
         if (!r.ok()) {
           PS_FUZZ_CHECK(Allowed(r.status(), {StatusCode::kInvalidArgument, StatusCode::kNotFound,
