@@ -109,12 +109,30 @@ int64_t FirstNonFinite(absl::Span<const float> values) {
   return -1;
 }
 
-int64_t FirstNonFinitePacked(absl::string_view bytes) {
-  // A float is NaN or infinite when its exponent bits are all ones. Blocks are scanned
-  // with integer loads; a block with a hit is searched again. A full block's loop has a
-  // constant trip count, which GCC vectorises at -O2 (a variable one stayed scalar).
+namespace {
+
+// Whether any of the kBlock floats at `p` has all exponent bits set (NaN or infinite),
+// with integer loads. The constant trip count is what GCC vectorises at -O2 (a variable
+// one stayed scalar).
+template <uint64_t kBlock>
+bool BlockHasNonFinite(const char* p) {
   constexpr uint32_t kExponent = 0x7f800000u;
-  constexpr uint64_t kBlock = 256;
+  uint32_t hit = 0;
+  for (uint64_t i = 0; i < kBlock; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i * sizeof(float), sizeof(bits));
+    hit |= (bits & kExponent) == kExponent ? 1u : 0u;
+  }
+  return hit != 0;
+}
+
+}  // namespace
+
+int64_t FirstNonFinitePacked(absl::string_view bytes) {
+  // Big blocks, then small ones for the rest (a slice's run rarely ends on a big
+  // block), then one float at a time; a block with a hit is searched again.
+  constexpr uint64_t kBig = 256;
+  constexpr uint64_t kSmall = 16;
   const uint64_t n = bytes.size() / sizeof(float);
   const char* p = bytes.data();
   auto search = [&](uint64_t start, uint64_t end) -> int64_t {
@@ -124,15 +142,13 @@ int64_t FirstNonFinitePacked(absl::string_view bytes) {
     return -1;
   };
   uint64_t start = 0;
-  for (; start + kBlock <= n; start += kBlock) {
-    uint32_t hit = 0;
-    const char* block = p + start * sizeof(float);
-    for (uint64_t i = 0; i < kBlock; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, block + i * sizeof(float), sizeof(bits));
-      hit |= (bits & kExponent) == kExponent ? 1u : 0u;
+  for (; start + kBig <= n; start += kBig) {
+    if (BlockHasNonFinite<kBig>(p + start * sizeof(float))) return search(start, start + kBig);
+  }
+  for (; start + kSmall <= n; start += kSmall) {
+    if (BlockHasNonFinite<kSmall>(p + start * sizeof(float))) {
+      return search(start, start + kSmall);
     }
-    if (hit != 0) return search(start, start + kBlock);
   }
   return search(start, n);
 }

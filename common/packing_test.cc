@@ -84,12 +84,14 @@ TEST(PackingTest, FindsNonFinite) {
 }
 
 TEST(PackingTest, FindsTheFirstNonFiniteAcrossScanBlocks) {
-  // The packed scan goes block by block; hits at and around block edges, in later
-  // blocks, and the largest finite values (exponent 0xfe) that must not count.
+  // The packed scan goes block by block (256 floats, then 16, then 1); hits at and
+  // around block edges, in each kind of block, and the largest finite values (exponent
+  // 0xfe) that must not count.
   std::vector<float> v(1000, std::numeric_limits<float>::max());
   v[7] = -std::numeric_limits<float>::max();
   EXPECT_EQ(FirstNonFinitePacked(PackFloats(v)), -1);
-  for (size_t at : {size_t{0}, size_t{255}, size_t{256}, size_t{700}, size_t{999}}) {
+  for (size_t at : {size_t{0}, size_t{255}, size_t{256}, size_t{700}, size_t{783},
+                    size_t{991}, size_t{992}, size_t{999}}) {
     std::vector<float> w = v;
     w[at] = std::numeric_limits<float>::infinity();
     if (at + 1 < w.size()) w[at + 1] = std::numeric_limits<float>::quiet_NaN();

@@ -15,6 +15,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/member_link.h"
+#include "common/sync.h"
 #include "common/tls.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -227,6 +228,7 @@ int Run() {
 }  // namespace ps
 
 int main(int argc, char** argv) {
+  ps::SkipMutexOrderChecksInReleaseBuilds();
   ps::ParseFlags(argc, argv,
                  "ps_server: one parameter-server shard.\n"
                  "usage: ps_server --port=P --shard_id=I --num_shards=S --data_dir=DIR "

@@ -23,6 +23,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/member_link.h"
+#include "common/sync.h"
 #include "common/tls.h"
 #include "google/protobuf/text_format.h"
 #include "grpcpp/grpcpp.h"
@@ -303,6 +304,7 @@ int Run() {
 }  // namespace ps
 
 int main(int argc, char** argv) {
+  ps::SkipMutexOrderChecksInReleaseBuilds();
   ps::ParseFlags(argc, argv,
                  "ps_worker: computes gradients for parameter-server jobs.\n"
                  "standalone: ps_worker --job=JOB.textproto --rank=R --num_workers=W "

@@ -17,6 +17,7 @@
 #include "common/auth.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/sync.h"
 #include "common/tls.h"
 #include "common/metrics.h"
 #include "server/coordinator/coordinator_metrics.h"
@@ -46,6 +47,7 @@ ABSL_FLAG(uint32_t, heartbeat_timeout_ms, 5000,
           "spare worker. Must exceed --heartbeat_interval_ms.");
 
 int main(int argc, char** argv) {
+  ps::SkipMutexOrderChecksInReleaseBuilds();
   // --help lists the flags of this package (absl's default matches only files named
   // after the binary).
   const std::vector<std::string> args = ps::ParseFlags(

@@ -34,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/sync.h"
 #include "google/protobuf/text_format.h"
 #include "server/checkpoint_bench.h"
 #include "tests/bench/bench_util.h"
@@ -713,6 +714,7 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
 }
 
 int Main(int argc, char** argv) {
+  SkipMutexOrderChecksInReleaseBuilds();
   Args a;
   if (!Parse(argc, argv, &a)) {
     std::fprintf(stderr,
