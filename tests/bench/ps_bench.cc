@@ -72,6 +72,9 @@ struct Args {
   bool no_baseline = false;  // Profiling ours alone: no raw echo, ratios 0.
   double dense_gb = 0.5;     // Parameter bytes moved per dense row (push + pull).
   double sparse_s = 0.5;     // Seconds of pulls, and of pushes, per sparse row.
+  // Sparse sweep limits (empty: the mode's defaults), to profile one configuration.
+  std::vector<uint32_t> sparse_dims;
+  std::vector<int> sparse_shards;
 };
 
 Args g_args;  // Set once by Main before any mode runs.
@@ -136,6 +139,10 @@ bool Parse(int argc, char** argv, Args* a) {
       if (!ParseList(kv[1], &a->dense_clients)) return false;
     } else if (kv[0] == "--dense_gb") {
       if (!absl::SimpleAtod(kv[1], &a->dense_gb) || a->dense_gb <= 0) return false;
+    } else if (kv[0] == "--sparse_dims") {
+      if (!ParseList(kv[1], &a->sparse_dims)) return false;
+    } else if (kv[0] == "--sparse_shards") {
+      if (!ParseList(kv[1], &a->sparse_shards)) return false;
     } else if (kv[0] == "--sparse_s") {
       if (!absl::SimpleAtod(kv[1], &a->sparse_s) || a->sparse_s < 0) return false;
     } else if (kv[0] == "--e2e_clocks") {
@@ -360,14 +367,18 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
   const int sets = a.quick ? 2 : 4;
   const int min_calls = a.quick ? 4 : 12;
   const double min_s = a.quick ? 0.0 : a.sparse_s;
-  const std::vector<int> shard_counts = a.quick ? std::vector<int>{2} : std::vector<int>{1, 2};
+  const std::vector<int> shard_counts = !a.sparse_shards.empty() ? a.sparse_shards
+                                        : a.quick                 ? std::vector<int>{2}
+                                                                  : std::vector<int>{1, 2};
+  const std::vector<uint32_t> dims =
+      !a.sparse_dims.empty() ? a.sparse_dims : std::vector<uint32_t>{16, 64};
   std::map<std::string, std::vector<std::vector<uint64_t>>> keys;
   keys["uniform"] = KeySets(false, 0, 0, n, sets);
   keys["zipf1.1"] = KeySets(true, 1.1, a.quick ? uint64_t{1} << 18 : uint64_t{1} << 22, n, sets);
   for (int shards : shard_counts) {
     std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("sparse", shards)));
     std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster->addresses(), 1)[0]);
-    for (uint32_t dim : {16u, 64u}) {
+    for (uint32_t dim : dims) {
       const double memcpy_gbps = MemcpyGbps(n * dim * sizeof(float));
       for (const auto& [dist, key_sets] : keys) {
         const std::string job = absl::StrCat("sparse", dim, dist);
@@ -722,7 +733,7 @@ int Main(int argc, char** argv) {
                  "[--quick] [--data_root=DIR] [--e2e_jobs=A.textproto,B.textproto] "
                  "[--e2e_clocks=N] [--chunk_kb=K] [--channels=C] [--dense_floats=N,..] "
                  "[--dense_shards=S,..] [--dense_clients=C,..] [--dense_gb=G] [--no_baseline]\n"
-                 "                [--sparse_s=S]\n");
+                 "                [--sparse_s=S] [--sparse_dims=D,..] [--sparse_shards=S,..]\n");
     return 2;
   }
   g_args = a;
