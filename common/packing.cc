@@ -153,15 +153,100 @@ int64_t FirstNonFinitePacked(absl::string_view bytes) {
   return search(start, n);
 }
 
+uint16_t Bf16FromFloat(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  // Adding 0x7fff plus the kept part's lowest bit rounds to nearest, ties to even; a
+  // carry into the exponent is the right result (up to infinity at the top). A NaN
+  // keeps its top bits with the quiet bit set, so it cannot round to infinity. No
+  // branch, so that AppendBf16's loop vectorises.
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (bits >> 16) | 0x40u;
+  return static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+
+void AppendBf16(absl::Span<const float> values, std::string* out) {
+  const size_t start = out->size();
+  out->resize(start + values.size() * sizeof(uint16_t));
+  char* dst = &(*out)[start];
+  // Blocks with a constant trip count into a local array (which nothing else can
+  // alias), so GCC vectorises them at -O2, then the tail.
+  constexpr size_t kBlock = 16;
+  const float* src = values.data();
+  size_t i = 0;
+  for (; i + kBlock <= values.size(); i += kBlock) {
+    uint16_t block[kBlock];
+    for (size_t j = 0; j < kBlock; ++j) block[j] = Bf16FromFloat(src[i + j]);
+    std::memcpy(dst + i * sizeof(uint16_t), block, sizeof(block));
+  }
+  for (; i < values.size(); ++i) {
+    const uint16_t b = Bf16FromFloat(src[i]);
+    std::memcpy(dst + i * sizeof(b), &b, sizeof(b));
+  }
+}
+
+void Bf16ToFloats(const char* src, size_t n, float* dst) {
+  auto one = [&](size_t i) {
+    uint16_t b;
+    std::memcpy(&b, src + i * sizeof(b), sizeof(b));
+    return FloatFromBf16(b);
+  };
+  constexpr size_t kBlock = 16;  // As in AppendBf16.
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    float block[kBlock];
+    for (size_t j = 0; j < kBlock; ++j) block[j] = one(i + j);
+    std::memcpy(dst + i, block, sizeof(block));
+  }
+  for (; i < n; ++i) dst[i] = one(i);
+}
+
+int64_t FirstNonFiniteBf16Packed(absl::string_view bytes) {
+  // As FirstNonFinitePacked: blocks with a constant trip count (vectorised), then one
+  // value at a time in the block with a hit and in the tail.
+  constexpr uint16_t kExponent = 0x7f80;
+  constexpr size_t kBlock = 64;
+  const size_t n = bytes.size() / sizeof(uint16_t);
+  auto at = [&](size_t i) {
+    uint16_t b;
+    std::memcpy(&b, bytes.data() + i * sizeof(b), sizeof(b));
+    return b;
+  };
+  auto search = [&](size_t start, size_t end) -> int64_t {
+    for (size_t i = start; i < end; ++i) {
+      if ((at(i) & kExponent) == kExponent) return static_cast<int64_t>(i);
+    }
+    return -1;
+  };
+  size_t start = 0;
+  for (; start + kBlock <= n; start += kBlock) {
+    uint32_t hit = 0;
+    for (size_t i = 0; i < kBlock; ++i) hit |= (at(start + i) & kExponent) == kExponent ? 1u : 0u;
+    if (hit != 0) return search(start, start + kBlock);
+  }
+  return search(start, n);
+}
+
 PackedFloats::PackedFloats(absl::string_view bytes)
     : PackedFloats(std::vector<absl::string_view>{bytes}) {}
 
-PackedFloats::PackedFloats(std::vector<absl::string_view> pieces) : pieces_(std::move(pieces)) {
+PackedFloats::PackedFloats(std::vector<absl::string_view> pieces, ValueEncoding encoding)
+    : pieces_(std::move(pieces)), encoding_(encoding) {
   starts_.reserve(pieces_.size());
   for (absl::string_view p : pieces_) {
     starts_.push_back(size_);
     size_ += p.size();
   }
+}
+
+absl::Status PackedFloats::CheckCount(uint64_t expected, absl::string_view field) const {
+  if (encoding_ == ValueEncoding::kFloat32) return CheckFloatCount(size_, expected, field);
+  // Compared as counts: expected * 2 may wrap for a hostile count.
+  if (size_ % width() != 0 || size_ / width() != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected,
+                                                   " bfloat16 values, got ", size_, " bytes"));
+  }
+  return absl::OkStatus();
 }
 
 size_t PackedFloats::PieceAt(uint64_t offset) const {
@@ -172,7 +257,7 @@ size_t PackedFloats::PieceAt(uint64_t offset) const {
 }
 
 void PackedFloats::CopyTo(uint64_t begin, absl::Span<float> out) const {
-  ForEachRun(begin, out.size(), [&](uint64_t first, const char* bytes, size_t n) {
+  ForEachFloatRun(begin, out.size(), [&](uint64_t first, const char* bytes, size_t n) {
     std::memcpy(out.data() + (first - begin), bytes, n * sizeof(float));
   });
 }
@@ -185,9 +270,11 @@ float PackedFloats::At(uint64_t i) const {
 
 int64_t PackedFloats::FirstNonFinite() const {
   int64_t bad = -1;
-  ForEachRun(0, size_ / sizeof(float), [&](uint64_t first, const char* bytes, size_t n) {
+  ForEachRun(0, size_ / width(), [&](uint64_t first, const char* bytes, size_t n) {
     if (bad >= 0) return;
-    const int64_t at = FirstNonFinitePacked(absl::string_view(bytes, n * sizeof(float)));
+    const absl::string_view run(bytes, n * width());
+    const int64_t at = encoding_ == ValueEncoding::kFloat32 ? FirstNonFinitePacked(run)
+                                                            : FirstNonFiniteBf16Packed(run);
     if (at >= 0) bad = static_cast<int64_t>(first) + at;
   });
   return bad;

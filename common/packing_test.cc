@@ -168,5 +168,83 @@ TEST(PackedFloatsTest, FindsANonFiniteFloatSplitBetweenPieces) {
   EXPECT_EQ(PackedFloats(CutAt(fixed, {3, 1202, 1203})).FirstNonFinite(), 500);
 }
 
+uint32_t Bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof(b));
+  return b;
+}
+
+float FromBits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof(f));
+  return f;
+}
+
+TEST(Bf16Test, RoundsToNearestEvenAndKeepsSpecialValues) {
+  // Exact values come back unchanged.
+  for (float f : {0.0f, -0.0f, 1.0f, -2.5f, 0.15625f, 3.0e38f}) {
+    const float exact = FromBits(Bits(f) & 0xffff0000u);
+    EXPECT_EQ(Bits(FloatFromBf16(Bf16FromFloat(exact))), Bits(exact)) << f;
+  }
+  // Below, at and above the halfway point between two bfloat16 values; at it, to the
+  // one with an even last bit.
+  EXPECT_EQ(Bf16FromFloat(FromBits(0x3f808000u)), 0x3f80);  // Halfway, 0x3f80 even.
+  EXPECT_EQ(Bf16FromFloat(FromBits(0x3f818000u)), 0x3f82);  // Halfway, 0x3f81 odd.
+  EXPECT_EQ(Bf16FromFloat(FromBits(0x3f807fffu)), 0x3f80);
+  EXPECT_EQ(Bf16FromFloat(FromBits(0x3f808001u)), 0x3f81);
+  EXPECT_EQ(Bf16FromFloat(FromBits(0xbf808001u)), 0xbf81);  // Negative: by magnitude.
+  // The largest float rounds up to infinity; infinities stay.
+  EXPECT_EQ(Bf16FromFloat(std::numeric_limits<float>::max()), 0x7f80);
+  EXPECT_EQ(Bf16FromFloat(-std::numeric_limits<float>::infinity()), 0xff80);
+  // A NaN whose payload lies only in the dropped bits is still a NaN.
+  EXPECT_TRUE(std::isnan(FloatFromBf16(Bf16FromFloat(FromBits(0x7f800001u)))));
+  EXPECT_TRUE(std::isnan(FloatFromBf16(Bf16FromFloat(FromBits(0xffc00000u)))));
+  // The relative error is at most 2^-8 (half of the 2^-7 spacing of 8 significant bits).
+  for (float f = 1e-3f; f < 1e3f; f *= 1.37f) {
+    EXPECT_LE(std::abs(FloatFromBf16(Bf16FromFloat(f)) - f), f / 256.0f) << f;
+  }
+}
+
+TEST(Bf16Test, PackedBf16ConvertsAndScansAcrossPieces) {
+  std::vector<float> v(300);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.01f * static_cast<float>(i) - 1.0f;
+  std::string bytes;
+  AppendBf16(v, &bytes);
+  ASSERT_EQ(bytes.size(), 2 * v.size());
+  // Cut inside values (odd offsets) and between them.
+  const PackedFloats packed(CutAt(bytes, {1, 2, 101, 300, 301}), ValueEncoding::kBf16);
+  EXPECT_EQ(packed.width(), 2u);
+  EXPECT_TRUE(packed.CheckCount(300, "v").ok());
+  EXPECT_EQ(packed.CheckCount(299, "v").message(), "v: expected 299 bfloat16 values, got 600 bytes");
+  std::vector<float> got(v.size());
+  packed.CopyTo(0, absl::MakeSpan(got));
+  std::vector<float> float_runs;
+  packed.ForEachFloatRun(0, v.size(), [&](uint64_t first, const char* p, size_t n) {
+    EXPECT_EQ(first, float_runs.size());
+    for (size_t i = 0; i < n; ++i) {
+      float f;
+      std::memcpy(&f, p + i * sizeof(float), sizeof(float));
+      float_runs.push_back(f);
+    }
+  });
+  EXPECT_EQ(float_runs, got);
+  for (size_t i = 0; i < v.size(); ++i) {
+    EXPECT_EQ(got[i], FloatFromBf16(Bf16FromFloat(v[i]))) << i;
+    EXPECT_EQ(packed.At(i), got[i]);
+  }
+  EXPECT_EQ(packed.FirstNonFinite(), -1);
+  // A NaN in the value cut between pieces (value 50 is bytes 100..101), then an
+  // infinity found by the blocked scan.
+  v[150] = std::numeric_limits<float>::infinity();
+  std::string with_inf;
+  AppendBf16(v, &with_inf);
+  EXPECT_EQ(PackedFloats(CutAt(with_inf, {101}), ValueEncoding::kBf16).FirstNonFinite(), 150);
+  v[50] = std::numeric_limits<float>::quiet_NaN();
+  std::string with_nan;
+  AppendBf16(v, &with_nan);
+  EXPECT_EQ(PackedFloats(CutAt(with_nan, {101}), ValueEncoding::kBf16).FirstNonFinite(), 50);
+  EXPECT_EQ(FirstNonFiniteBf16Packed(with_nan.substr(0, 100)), -1);
+}
+
 }  // namespace
 }  // namespace ps

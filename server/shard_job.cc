@@ -350,7 +350,7 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
     offset += n;
     if (!p.table->sparse() && !config_.zero_nonfinite) {
       // The request's bytes are the gradient: applied where they lie, not copied first.
-      values.ForEachRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
+      values.ForEachFloatRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
         p.table->ApplyDense(p.begin + (at - first), bytes, k);
       });
       continue;
@@ -408,7 +408,7 @@ void ShardJob::ApplySyncStepLocked() {
           if (!table->sparse()) {
             if (dense_sum.empty()) dense_sum.assign(table->local_count(), 0.0f);
             float* const dst = dense_sum.data() + (p.begin - table->local_begin());
-            part->values.ForEachRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
+            part->values.ForEachFloatRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
               float* const run = dst + (at - first);
               for (size_t i = 0; i < k; ++i) {
                 float g;
@@ -489,9 +489,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
     std::vector<Parsed> parsed;
     uint64_t floats = 0;
     if (absl::Status s = ParseSlices(args.slices, &parsed, &floats); !s.ok()) return s;
-    if (absl::Status s = CheckFloatCount(args.values.size_bytes(), floats, "values"); !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = args.values.CheckCount(floats, "values"); !s.ok()) return s;
     RankState& rank = ranks_[args.rank];
     if (config_.mode == ConsistencyMode::kAsync && args.clock > rank.done_below &&
         (rank.pending.empty() || rank.pending.begin()->first < args.clock)) {
@@ -559,7 +557,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
         for (absl::string_view piece : args.values.pieces()) {
           part->copy.append(piece.data(), piece.size());
         }
-        part->values = PackedFloats(part->copy);
+        part->values = PackedFloats({part->copy}, args.values.encoding());
       }
       pc.parts[args.part] = std::move(part);
       const bool all_in = std::all_of(ranks_.begin(), ranks_.end(), [&](const RankState& r) {

@@ -414,7 +414,7 @@ absl::StatusOr<uint64_t> GrpcPsClient::SetupJob(const ShardJobConfig& config,
   }
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route,
                       JobRoute::Create(cfg.job_id(), num_shards(), tables,
-                                       cfg.consistency().mode()));
+                                       cfg.consistency().mode(), cfg.bf16_gradients()));
   uint64_t clock = 0;
   {
     Batch batch(this);
@@ -478,7 +478,8 @@ absl::Status GrpcPsClient::AttachJob(const std::string& job_id) {
   std::vector<TableSpec> tables(first.tables().begin(), first.tables().end());
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route,
                       JobRoute::Create(job_id, num_shards(), tables,
-                                       first.config().consistency().mode()));
+                                       first.config().consistency().mode(),
+                                       first.config().bf16_gradients()));
   routes_.Put(std::move(route));
   return absl::OkStatus();
 }
@@ -559,7 +560,7 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
 
 void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& job_id,
                              uint32_t rank, uint64_t clock, absl::Span<const DenseRef> dense,
-                             absl::Span<const SparseRef> sparse, bool start,
+                             absl::Span<const SparseRef> sparse, bool bf16, bool start,
                              std::vector<std::vector<RpcCall*>>* by_shard) {
   by_shard->assign(plan.parts().size(), {});
   for (uint32_t s = 0; s < plan.parts().size(); ++s) {
@@ -573,11 +574,14 @@ void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& 
       header.set_part(p);
       header.set_num_parts(static_cast<uint32_t>(parts.size()));
       FillSlices(parts[p], dense, sparse, header.mutable_slices());
+      if (bf16) header.set_encoding(BFLOAT16);
       std::string head = header.SerializeAsString();
-      wire::AppendBytesFieldHeader(kPushValuesField, parts[p].floats * sizeof(float), &head);
+      wire::AppendBytesFieldHeader(
+          kPushValuesField, parts[p].floats * (bf16 ? sizeof(uint16_t) : sizeof(float)), &head);
       std::vector<grpc::Slice> slices;
       slices.emplace_back(head);
-      AppendValueSlices(parts[p], dense, sparse, &slices);
+      AppendValueSlices(parts[p], dense, sparse,
+                        bf16 ? ValueEncoding::kBf16 : ValueEncoding::kFloat32, &slices);
       call->request = grpc::ByteBuffer(slices.data(), slices.size());
       if (start) batch->Start(call);  // Sends while the next part is built.
       (*by_shard)[s].push_back(call);
@@ -620,9 +624,11 @@ absl::Status GrpcPsClient::Push(const std::string& job_id, uint32_t rank, uint64
                                 absl::Span<const DenseRef> dense,
                                 absl::Span<const SparseRef> sparse) {
   PS_ASSIGN_OR_RETURN(Plan plan, PlanFor(job_id, dense, sparse, Plan::Kind::kPush));
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
   Batch batch(this);
   std::vector<std::vector<RpcCall*>> calls;
-  AddPushes(&batch, plan, job_id, rank, clock, dense, sparse, /*start=*/true, &calls);
+  AddPushes(&batch, plan, job_id, rank, clock, dense, sparse, route->bf16_gradients(),
+            /*start=*/true, &calls);
   return batch.Run();
 }
 
@@ -655,10 +661,11 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
                       PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush));
   PS_ASSIGN_OR_RETURN(Plan pull_plan,
                       PlanFor(job_id, pull_dense, pull_sparse, Plan::Kind::kPull));
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
   Batch batch(this);
   std::vector<std::vector<RpcCall*>> pushes, pulls;
-  AddPushes(&batch, push_plan, job_id, rank, clock, push_dense, push_sparse, /*start=*/false,
-            &pushes);
+  AddPushes(&batch, push_plan, job_id, rank, clock, push_dense, push_sparse,
+            route->bf16_gradients(), /*start=*/false, &pushes);
   std::vector<uint64_t> clocks;
   PS_RETURN_IF_ERROR(AddPulls(&batch, pull_plan, job_id, rank, clock + 1, /*no_wait=*/false,
                               pull_dense, pull_sparse, &clocks, &pulls));
@@ -668,7 +675,6 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
   // wrote the same ranges, or else every push part of its shard: it then reads this
   // worker's own update, as a pull after the push would, while other parts are still
   // on the wire.
-  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
   const bool sync = route->mode() == SYNC;
   for (uint32_t s = 0; s < pulls.size() && !sync; ++s) {
     const std::vector<PlanPart>& pull_parts = pull_plan.parts()[s];
@@ -695,14 +701,14 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
 }
 
 void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
-                                     absl::Span<const SparseRef> sparse,
+                                     absl::Span<const SparseRef> sparse, ValueEncoding encoding,
                                      std::vector<grpc::Slice>* out) {
   // Gathered once into a reused buffer that the slice owns: gRPC may hold a slice past
   // the end of its call (gRPC 1.51 keeps a write stuck on a stopped peer's full socket
   // even after the connection is closed), so the caller's own memory, which is theirs
   // again when the call returns, is not lent.
   std::unique_ptr<std::string> gathered = buffers_->Get();
-  GatherValues(part, dense, sparse, gathered.get());
+  GatherValues(part, dense, sparse, gathered.get(), encoding);
   out->push_back(buffers_->Wrap(std::move(gathered)));
 }
 

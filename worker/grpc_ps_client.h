@@ -151,10 +151,11 @@ class GrpcPsClient final : public PsClient {
                         absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
                         std::vector<uint64_t>* clocks,
                         std::vector<std::vector<RpcCall*>>* by_shard);
-  // Adds the push RPCs of `plan` (started when `start`).
+  // Adds the push RPCs of `plan`, gradients as bfloat16 when `bf16` (started when
+  // `start`).
   void AddPushes(Batch* batch, const Plan& plan, const std::string& job_id, uint32_t rank,
                  uint64_t clock, absl::Span<const DenseRef> dense,
-                 absl::Span<const SparseRef> sparse, bool start,
+                 absl::Span<const SparseRef> sparse, bool bf16, bool start,
                  std::vector<std::vector<RpcCall*>>* by_shard);
   // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
   // shards reported.
@@ -162,9 +163,11 @@ class GrpcPsClient final : public PsClient {
                            bool no_wait, absl::Span<const DenseRef> dense,
                            absl::Span<const SparseRef> sparse, uint64_t* min_clock);
 
-  // The gradient bytes of a push part as a slice of a pooled buffer.
+  // The gradient bytes of a push part, packed as `encoding`, as a slice of a pooled
+  // buffer.
   void AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
-                         absl::Span<const SparseRef> sparse, std::vector<grpc::Slice>* out);
+                         absl::Span<const SparseRef> sparse, ValueEncoding encoding,
+                         std::vector<grpc::Slice>* out);
 
   // Constant after construction.
   const Options options_;

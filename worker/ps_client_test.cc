@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/packing.h"
 #include "common/partition.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -602,6 +603,41 @@ TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
   ASSERT_TRUE(client->PushPull("pp", 0, 1, push, {}, other, {}).ok());
   for (uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(w_head[i], -2 * grad[i]) << i;
   for (float v : b) EXPECT_EQ(v, 0.0f);
+}
+
+// A job with bf16_gradients: pushes go as bfloat16 and apply as the rounded values,
+// dense and sparse, from the client that set the job up and from one that only
+// attached to it (the job's config says how to push).
+TEST_F(GrpcPsClientTest, Bf16JobsPushRoundedGradientsFromEveryClient) {
+  std::unique_ptr<GrpcPsClient> client = Connect();
+  const uint64_t n = 3 * 65536;  // Several parts per shard.
+  ShardJobConfig config = JobConfig("bf", ASYNC, 1);
+  config.set_bf16_gradients(true);
+  ASSERT_TRUE(client->SetupJob(config, {Dense("w", n, 1.0f), Sparse("emb", 4, 1.0f)}).ok());
+  std::vector<float> grad(n), got(n, 7.0f);
+  for (uint64_t i = 0; i < n; ++i) grad[i] = 0.001f * static_cast<float>(i % 977) + 1e-5f;
+  auto rounded = [](float f) { return FloatFromBf16(Bf16FromFloat(f)); };
+  std::vector<DenseRef> push = {{"w", 0, n, grad.data()}};
+  std::vector<DenseRef> pull = {{"w", 0, n, got.data()}};
+  ASSERT_TRUE(client->PushPull("bf", 0, 0, push, {}, pull, {}).ok());
+  size_t differ = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(got[i], -rounded(grad[i])) << i;  // One SGD step (lr 1) from zeros.
+    differ += rounded(grad[i]) != grad[i] ? 1 : 0;
+  }
+  EXPECT_GT(differ, n / 2);  // The test could tell float32 from bfloat16.
+
+  std::unique_ptr<GrpcPsClient> other = Connect();
+  const std::vector<uint64_t> keys = {3, 1000003, 42};
+  std::vector<float> rows = {0.1f, 0.2f, 0.3f, 0.4f, 1.1f, 1.2f, 1.3f, 1.4f,
+                             -0.5f, 0.25f, 3.3f, 1e-3f};
+  std::vector<SparseRef> sparse = {{"emb", keys.data(), keys.size(), 4, rows.data()}};
+  ASSERT_TRUE(other->Push("bf", 0, 1, push, sparse).ok());
+  std::vector<float> pulled(rows.size(), 7.0f);
+  std::vector<SparseRef> read = {{"emb", keys.data(), keys.size(), 4, pulled.data()}};
+  ASSERT_TRUE(other->Pull("bf", 0, 2, pull, read).ok());
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(pulled[i], -rounded(rows[i])) << i;
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -rounded(grad[i]) - rounded(grad[i])) << i;
 }
 
 // A SYNC pull waits on every shard, also one it reads nothing from: otherwise the push

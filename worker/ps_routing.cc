@@ -84,9 +84,10 @@ class PartBuilder {
 
 absl::StatusOr<std::shared_ptr<const JobRoute>> JobRoute::Create(
     std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables,
-    Consistency mode) {
+    Consistency mode, bool bf16_gradients) {
   if (num_shards == 0) return absl::InvalidArgumentError("num_shards: must be > 0");
-  std::shared_ptr<JobRoute> route(new JobRoute(std::move(job_id), num_shards, mode));
+  std::shared_ptr<JobRoute> route(
+      new JobRoute(std::move(job_id), num_shards, mode, bf16_gradients));
   for (size_t i = 0; i < tables.size(); ++i) {
     const TableSpec& spec = tables[i];
     const std::string field = absl::StrCat("tables[", i, "]");
@@ -247,20 +248,26 @@ void AppendSliceKeys(const PlanSlice& s, absl::Span<const SparseRef> sparse, std
 }
 
 void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
-                  absl::Span<const SparseRef> sparse, std::string* out) {
-  out->reserve(out->size() + part.floats * kValueBytes);
+                  absl::Span<const SparseRef> sparse, std::string* out,
+                  ValueEncoding encoding) {
+  const bool bf16 = encoding == ValueEncoding::kBf16;
+  out->reserve(out->size() + part.floats * (bf16 ? sizeof(uint16_t) : kValueBytes));
+  auto append = [&](const float* values, size_t n) {
+    if (bf16) {
+      AppendBf16(absl::MakeConstSpan(values, n), out);
+    } else {
+      out->append(reinterpret_cast<const char*>(values), n * kValueBytes);
+    }
+  };
   for (const PlanSlice& s : part.slices) {
     if (!s.sparse) {
       const DenseRef& ref = dense[s.ref];
-      out->append(reinterpret_cast<const char*>(ref.data + (s.begin - ref.begin)),
-                  s.count * kValueBytes);
+      append(ref.data + (s.begin - ref.begin), s.count);
       continue;
     }
     const SparseRef& ref = sparse[s.ref];
-    const size_t row = size_t{ref.dim} * kValueBytes;
     for (uint64_t k = 0; k < s.count; ++k) {
-      out->append(reinterpret_cast<const char*>(ref.data + size_t{s.positions[k]} * ref.dim),
-                  row);
+      append(ref.data + size_t{s.positions[k]} * ref.dim, ref.dim);
     }
   }
 }

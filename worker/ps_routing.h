@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/packing.h"
 #include "common/partition.h"
 #include "common/sync.h"
 #include "proto/job.pb.h"
@@ -56,25 +57,31 @@ class JobRoute {
   // INVALID_ARGUMENT naming "tables[i]..." for a spec the shards would refuse, or a
   // repeated name.
   // `mode` is the job's consistency model, when the caller knows it (ASYNC, the
-  // default, promises the least).
+  // default, promises the least); `bf16_gradients` whether its pushes go as bfloat16
+  // (ShardJobConfig.bf16_gradients).
   static absl::StatusOr<std::shared_ptr<const JobRoute>> Create(
       std::string job_id, uint32_t num_shards, const std::vector<TableSpec>& tables,
-      Consistency mode = ASYNC);
+      Consistency mode = ASYNC, bool bf16_gradients = false);
 
   const std::string& job_id() const { return job_id_; }
   uint32_t num_shards() const { return num_shards_; }
   Consistency mode() const { return mode_; }
+  bool bf16_gradients() const { return bf16_gradients_; }
   // nullptr when the job has no such table.
   const TableRoute* Find(absl::string_view table) const;
   std::vector<std::string> TableNames() const;
 
  private:
-  JobRoute(std::string job_id, uint32_t num_shards, Consistency mode)
-      : job_id_(std::move(job_id)), num_shards_(num_shards), mode_(mode) {}
+  JobRoute(std::string job_id, uint32_t num_shards, Consistency mode, bool bf16_gradients)
+      : job_id_(std::move(job_id)),
+        num_shards_(num_shards),
+        mode_(mode),
+        bf16_gradients_(bf16_gradients) {}
 
   const std::string job_id_;
   const uint32_t num_shards_;
   const Consistency mode_;
+  const bool bf16_gradients_;
   absl::flat_hash_map<std::string, TableRoute> tables_;
 };
 
@@ -153,10 +160,12 @@ inline const std::string& SliceTable(const PlanSlice& s, absl::Span<const DenseR
 // Appends the packed uint64 keys of sparse slice `s` to `out`.
 void AppendSliceKeys(const PlanSlice& s, absl::Span<const SparseRef> sparse, std::string* out);
 
-// Appends the part's gradients, packed float32 in slice order, to `out`: one copy out of
-// the caller's buffers (reserved once, then appended).
+// Appends the part's gradients, packed in slice order as `encoding` says (float32 or
+// bfloat16), to `out`: one pass over the caller's buffers (reserved once, then
+// appended).
 void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
-                  absl::Span<const SparseRef> sparse, std::string* out);
+                  absl::Span<const SparseRef> sparse, std::string* out,
+                  ValueEncoding encoding = ValueEncoding::kFloat32);
 
 // Copies the pulled values of `part` from `bytes` into the caller's buffers (one copy).
 // INTERNAL when `bytes` does not hold exactly part.floats values (nothing is copied).

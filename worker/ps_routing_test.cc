@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/packing.h"
 #include "common/partition.h"
 #include "gtest/gtest.h"
 
@@ -165,6 +166,13 @@ TEST(PlanTest, GatherPacksGradientsInSliceOrder) {
       std::string bytes;
       GatherValues(p, dense, sparse, &bytes);
       ASSERT_EQ(bytes.size(), p.floats * sizeof(float));
+      // As bfloat16: the same values in the same order, each rounded.
+      std::string half, want_half;
+      GatherValues(p, dense, sparse, &half, ValueEncoding::kBf16);
+      std::vector<float> as_floats(p.floats);
+      std::memcpy(as_floats.data(), bytes.data(), bytes.size());
+      AppendBf16(as_floats, &want_half);
+      EXPECT_EQ(half, want_half);
       size_t off = 0;
       auto next = [&] {
         float v;

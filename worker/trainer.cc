@@ -66,6 +66,7 @@ ShardJobConfig ShardConfigForJob(const std::string& job_id, const JobSpec& spec,
   *c.mutable_checkpoint() = spec.checkpoint();
   c.set_nonfinite(spec.nonfinite());
   c.set_num_shards(num_shards);
+  c.set_bf16_gradients(spec.bf16_gradients());
   return c;
 }
 

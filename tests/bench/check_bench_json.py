@@ -3,7 +3,7 @@ import json
 import sys
 
 REQUIRED = {
-    "dense": ["floats", "shards", "clients", "ours_gbps", "raw_gbps", "ratio",
+    "dense": ["floats", "shards", "clients", "gradients", "ours_gbps", "raw_gbps", "ratio",
               "sequential_gbps", "sequential_ratio"],
     "sparse": ["keys", "dim", "dist", "shards", "pull_keys_per_s", "push_keys_per_s",
                "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
@@ -35,6 +35,8 @@ def main(path):
                     errors.append(f"{mode}[{i}]: missing {k}")
                 elif k in POSITIVE and not (isinstance(row[k], (int, float)) and row[k] > 0):
                     errors.append(f"{mode}[{i}]: {k} = {row[k]!r}, want > 0")
+    if not any(r.get("gradients") == "bf16" for r in data.get("dense", [])):
+        errors.append("dense: no row with bf16 gradients")
     workers = {(r.get("job"), r.get("workers")) for r in data.get("e2e", [])}
     # The bundled jobs, the Keras and PyTorch examples included (their data is made by
     # the bench when absent).

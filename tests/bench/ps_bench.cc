@@ -228,6 +228,17 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
   const std::vector<int> shard_counts =
       a.dense_shards.empty() ? std::vector<int>{1, 2} : a.dense_shards;
   const int max_clients = *std::max_element(client_counts.begin(), client_counts.end());
+  // Each size with float32 gradients; the target's 16M floats (else the largest size)
+  // also with bfloat16 gradients (JobSpec.bf16_gradients), one client.
+  const uint64_t bf16_floats =
+      std::find(sizes.begin(), sizes.end(), uint64_t{16} << 20) != sizes.end()
+          ? uint64_t{16} << 20
+          : *std::max_element(sizes.begin(), sizes.end());
+  std::vector<std::pair<uint64_t, bool>> jobs;
+  for (uint64_t floats : sizes) {
+    jobs.emplace_back(floats, false);
+    if (floats == bf16_floats) jobs.emplace_back(floats, true);
+  }
   // The raw baseline per size: the best of chunk sizes x channel counts.
   std::map<uint64_t, EchoBest> raw;
   if (!a.no_baseline) {
@@ -242,10 +253,11 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
     std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("dense", shards)));
     std::vector<std::unique_ptr<GrpcPsClient>> clients =
         Clients(cluster->addresses(), max_clients);
-    for (uint64_t floats : sizes) {
-      const std::string job = absl::StrCat("dense", floats);
-      if (auto s = clients[0]->SetupJob(AsyncJob(job, max_clients),
-                                        {Table("w", TableSpec::DENSE, floats, 0)});
+    for (const auto& [floats, bf16] : jobs) {
+      const std::string job = absl::StrCat("dense", floats, bf16 ? "bf16" : "");
+      ShardJobConfig config = AsyncJob(job, max_clients);
+      config.set_bf16_gradients(bf16);
+      if (auto s = clients[0]->SetupJob(config, {Table("w", TableSpec::DENSE, floats, 0)});
           !s.ok()) {
         Fail("dense setup", s.status());
       }
@@ -254,6 +266,7 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
       std::vector<bool> warm(max_clients, false);
       const double bytes = static_cast<double>(floats) * sizeof(float);
       for (int c : client_counts) {
+        if (bf16 && c != client_counts.front()) continue;
         // Enough rounds to move about --dense_gb (at least 2), after one warm-up round
         // of each client (connections, first touch of the table).
         const int iters = std::clamp(static_cast<int>(a.dense_gb * 1e9 / (2 * bytes * c)), 2, 400);
@@ -300,6 +313,7 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
         row.Set("floats", static_cast<double>(floats))
             .Set("shards", shards)
             .Set("clients", c)
+            .Set("gradients", bf16 ? "bf16" : "float32")
             .Set("ours_gbps", gbps)
             .Set("sequential_gbps", sequential_gbps)
             .Set("push_ms", push_s[0] * 1e3 / iters)

@@ -1,10 +1,13 @@
 // 2 real ps_server processes + 2 standalone ps_worker processes train SYNC softmax on
-// the digits data; two identical runs end with bitwise identical parameters.
+// the digits data; two identical runs end with bitwise identical parameters, and the
+// same job with bfloat16 gradients is as accurate.
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <regex>
 #include <string>
 #include <vector>
@@ -26,8 +29,19 @@ struct RunResult {
   std::vector<uint64_t> clocks;
 };
 
-RunResult TrainOnce(const std::string& name) {
+// The bundled digits job, with `extra` text-proto fields appended, in a file of its own.
+std::string DigitsJob(const std::string& name, const std::string& extra) {
+  std::ifstream in(Runfile("deploy/jobs/digits_softmax.textproto"));
+  std::stringstream text;
+  text << in.rdbuf() << "\n" << extra << "\n";
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/" + name + ".textproto";
+  std::ofstream(path) << text.str();
+  return path;
+}
+
+RunResult TrainOnce(const std::string& name, const std::string& job_extra = "") {
   const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
+  const std::string job = DigitsJob(name, job_extra);
   std::vector<std::unique_ptr<Daemon>> shards;
   std::string addresses;
   for (int i = 0; i < 2; ++i) {
@@ -43,7 +57,7 @@ RunResult TrainOnce(const std::string& name) {
   std::vector<pid_t> workers;
   for (int r = 1; r >= 0; --r) {
     std::vector<std::string> argv = {Runfile("worker/ps_worker"),
-                                     "--job=" + Runfile("deploy/jobs/digits_softmax.textproto"),
+                                     "--job=" + job,
                                      "--job_id=digits", "--rank=" + std::to_string(r),
                                      "--num_workers=2", "--shards=" + addresses,
                                      "--device=cpu",
@@ -96,6 +110,15 @@ TEST(StandaloneTrainTest, SyncSoftmaxOnDigitsIsAccurateAndBitwiseReproducible) {
   EXPECT_EQ(a.clocks, b.clocks);
   EXPECT_EQ(a.digests, b.digests);  // Weights and optimizer slots, bit for bit.
   EXPECT_EQ(a.accuracy, b.accuracy);
+
+  // With bfloat16 gradients on the wire: as accurate, and the weights differ from the
+  // float32 run's (the pushes did go as bfloat16).
+  const RunResult half = TrainOnce("run_bf16", "bf16_gradients: true");
+  std::printf("the same with bfloat16 gradients: test accuracy %.4f\n", half.accuracy);
+  EXPECT_GE(half.accuracy, 0.93);
+  ASSERT_EQ(half.digests.size(), 2u);
+  EXPECT_EQ(half.clocks, a.clocks);
+  EXPECT_NE(half.digests, a.digests);
 }
 
 }  // namespace
