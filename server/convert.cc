@@ -115,4 +115,16 @@ absl::StatusOr<TableConfig> TableConfigFromBlob(const std::string& blob) {
   return TableConfigFromProto(spec);
 }
 
+absl::StatusOr<ValueEncoding> ValueEncodingFromProto(GradientEncoding encoding) {
+  switch (encoding) {
+    case FLOAT32:
+      return ValueEncoding::kFloat32;
+    case BFLOAT16:
+      return ValueEncoding::kBf16;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("encoding: unknown GradientEncoding ", static_cast<int>(encoding)));
+  }
+}
+
 }  // namespace ps

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/packing.h"
 #include "proto/shard.pb.h"
 #include "server/shard_job.h"
 #include "server/table.h"
@@ -22,6 +23,10 @@ absl::StatusOr<JobConfig> JobConfigFromBlob(const std::string& blob);
 // Validates `spec` (INVALID_ARGUMENT naming "table.<field>") and converts it.
 absl::StatusOr<TableConfig> TableConfigFromProto(const TableSpec& spec);
 absl::StatusOr<TableConfig> TableConfigFromBlob(const std::string& blob);
+
+// How a push's values are packed (PushRequest.encoding); INVALID_ARGUMENT naming
+// "encoding" for a value this build does not know.
+absl::StatusOr<ValueEncoding> ValueEncodingFromProto(GradientEncoding encoding);
 
 }  // namespace ps
 

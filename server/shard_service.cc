@@ -232,17 +232,7 @@ absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(PushCall push) {
   args.slices = SlicesOf(req.slices());
   // The gradient is applied from the received slices as they lie (a SYNC shard holds
   // them until the clock's last push), never joined into one buffer first.
-  ValueEncoding encoding = ValueEncoding::kFloat32;
-  switch (req.encoding()) {
-    case FLOAT32:
-      break;
-    case BFLOAT16:
-      encoding = ValueEncoding::kBf16;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("encoding: unknown GradientEncoding ", static_cast<int>(req.encoding())));
-  }
+  PS_ASSIGN_OR_RETURN(ValueEncoding encoding, ValueEncodingFromProto(req.encoding()));
   auto received = std::make_shared<const wire::ByteViews>(std::move(push.values));
   args.values = PackedFloats(received->views(), encoding);
   args.values_owner = received;

@@ -203,6 +203,17 @@ TEST_F(ShardServiceTest, MalformedRequestsGetTheirErrorAndTheShardStillServes) {
     PushRequest r = DensePush(0, 5, 1);
     cases.push_back({"clock ahead", r, grpc::StatusCode::FAILED_PRECONDITION, "clock"});
   }
+  {
+    PushRequest r = DensePush(0, 0, 1);
+    r.set_encoding(static_cast<GradientEncoding>(7));
+    cases.push_back({"unknown encoding", r, grpc::StatusCode::INVALID_ARGUMENT, "encoding"});
+  }
+  {
+    PushRequest r = DensePush(0, 0, 1);  // 6 float32 read as 12 bfloat16.
+    r.set_encoding(BFLOAT16);
+    cases.push_back({"bfloat16 of the wrong length", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "values: expected 6 bfloat16"});
+  }
   for (const Case& c : cases) {
     grpc::Status s = Push(c.req);
     EXPECT_EQ(s.error_code(), c.code) << c.what << ": " << s.error_message();

@@ -115,9 +115,14 @@ def pull(rank, clock, *slices, no_wait=False):
         (fv(5, 1) if no_wait else b"")
 
 
-def push(rank, clock, values, *slices, part=0, num_parts=1):
+def push(rank, clock, values, *slices, part=0, num_parts=1, encoding=0):
     return (fb(1, "job") + fv(2, rank) + fv(3, clock) + fv(4, part) + fv(5, num_parts) +
-            b"".join(fb(6, s) for s in slices) + fb(7, values))
+            b"".join(fb(6, s) for s in slices) + fb(7, values) +
+            (fv(8, encoding) if encoding else b""))
+
+
+def bf16(*xs):  # Truncated, which is what round-to-nearest gives for these values.
+    return b"".join(struct.pack("<f", x)[2:] for x in xs)
 
 
 ASYNC1 = bytes([2])  # mode 1 + 2 = ASYNC, 1 worker, NaN rejected.
@@ -140,6 +145,12 @@ write("request", "malformed",
       rec(3, push(0, 0, floats(float("nan")), dense(0, 1))) +   # NaN.
       rec(3, push(5, 0, floats(1.0), dense(0, 1))) +            # Rank.
       rec(3, push(0, 0, floats(1.0), dense(0, 1), part=3, num_parts=2)))
+write("request", "bf16_pushes",
+      SYNC2 + rec(3, push(0, 0, bf16(1.5, -2.0, 0.25), dense(10, 3), part=2, num_parts=3,
+                          encoding=1)) +
+      rec(3, push(0, 0, bf16(1.0), dense(0, 2), encoding=1)) +               # Too few.
+      rec(3, push(0, 0, bf16(float("inf"), 1.0), dense(0, 2), encoding=1)) +  # Inf.
+      rec(3, push(0, 0, bf16(1.0), dense(0, 1), encoding=9)))                 # Unknown.
 write("request", "create_tables",
       ASYNC1 + rec(1, fb(1, "bias") + fv(2, 1) + fv(3, 10) + fb(6, fb(1, b"") + ff(10, 0.1))) +
       rec(1, fb(1, "big") + fv(2, 1) + fv(3, 2**34) + fb(6, fb(4, b"") + ff(10, 0.1))) +

@@ -2,6 +2,8 @@
 // and uint64, and as a float payload of a claimed count. Checks: lengths that are not
 // a whole number of elements are INVALID_ARGUMENT naming the field, every accepted
 // buffer round-trips byte for byte, and the non-finite scan agrees with a plain one.
+// PackedFloats over the bytes cut into pieces (of 1 to 8 bytes, from the first byte),
+// float32 and bfloat16, reads and scans exactly what the contiguous bytes hold.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -73,6 +75,44 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::vector<float> out(expected);
         PS_FUZZ_CHECK(ps::UnpackFloatsInto(payload, absl::MakeSpan(out), "values").ok() == s.ok(),
                       "UnpackFloatsInto agrees with CheckFloatCount");
+      }
+    }
+  }
+  // The bytes in pieces, as either encoding.
+  const size_t piece = size > 0 ? 1 + data[0] % 8 : 1;
+  std::vector<absl::string_view> pieces;
+  for (size_t at = 0; at < size; at += piece) pieces.push_back(bytes.substr(at, piece));
+  for (const ps::ValueEncoding encoding : {ps::ValueEncoding::kFloat32, ps::ValueEncoding::kBf16}) {
+    const ps::PackedFloats packed(pieces, encoding);
+    const size_t width = packed.width();
+    const size_t n = size / width;
+    PS_FUZZ_CHECK(packed.CheckCount(n, "values").ok() == (size % width == 0),
+                  "CheckCount accepts exactly whole values");
+    std::vector<float> got(n), want(n);
+    packed.CopyTo(0, absl::MakeSpan(got));
+    int64_t first = -1;
+    for (size_t i = 0; i < n; ++i) {
+      if (width == 4) {
+        std::memcpy(&want[i], data + 4 * i, 4);
+      } else {
+        uint16_t b;
+        std::memcpy(&b, data + 2 * i, 2);
+        want[i] = ps::FloatFromBf16(b);
+      }
+      if (first < 0 && !std::isfinite(want[i])) first = static_cast<int64_t>(i);
+    }
+    PS_FUZZ_CHECK(n == 0 || std::memcmp(got.data(), want.data(), n * sizeof(float)) == 0,
+                  "PackedFloats::CopyTo");
+    PS_FUZZ_CHECK(packed.FirstNonFinite() == first, "PackedFloats::FirstNonFinite");
+    if (width == 2) {
+      // Back to bfloat16: every value not a NaN comes back bit for bit.
+      std::string again;
+      ps::AppendBf16(got, &again);
+      for (size_t i = 0; i < n; ++i) {
+        if (!std::isnan(got[i])) {
+          PS_FUZZ_CHECK(std::memcmp(again.data() + 2 * i, data + 2 * i, 2) == 0,
+                        "bfloat16 round trip");
+        }
       }
     }
   }

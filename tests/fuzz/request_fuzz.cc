@@ -11,7 +11,8 @@
 //
 // Checks: every rejection carries a code the service documents and a message that
 // names the field; the memory budget is never exceeded; an accepted pull returns
-// exactly 4 bytes per requested value.
+// exactly 4 bytes per requested value. A push's values are cut into pieces of 1 to 7
+// bytes (1 + part % 7), float32 or bfloat16 as its `encoding` says.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -174,7 +175,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         args.part = req.part();
         args.num_parts = req.num_parts();
         args.slices = SlicesOf(req.slices());
-        args.values = ps::PackedFloats(req.values());
+        absl::StatusOr<ps::ValueEncoding> encoding = ps::ValueEncodingFromProto(req.encoding());
+        if (!encoding.ok()) {
+          PS_FUZZ_CHECK(ps::fuzz::NamesField(encoding.status(), {"encoding"}),
+                        encoding.status().ToString());
+          break;
+        }
+        // The values cut into pieces of 1 to 7 bytes, as a message's slices may be, so
+        // that values straddle pieces.
+        const std::string& values = req.values();
+        const size_t piece = 1 + req.part() % 7;
+        std::vector<absl::string_view> pieces;
+        for (size_t at = 0; at < values.size(); at += piece) {
+          pieces.push_back(absl::string_view(values).substr(at, piece));
+        }
+        args.values = ps::PackedFloats(std::move(pieces), *encoding);
         absl::StatusOr<ps::PushResult> r = job->Push(args);
         if (!r.ok()) {
           PS_FUZZ_CHECK(Allowed(r.status(), {StatusCode::kInvalidArgument, StatusCode::kNotFound,
