@@ -96,7 +96,7 @@ struct PushArgs {
   uint32_t part = 0;
   uint32_t num_parts = 1;
   std::vector<SliceArgs> slices;
-  PackedFloats values;  // The slices' float32 concatenated, in one or more pieces.
+  PackedFloats values;  // The slices' values (float32 or bfloat16), in one or more pieces.
   // Keeps the pieces of `values` alive when set: a SYNC shard then holds the part until
   // the clock's last push instead of copying it. Unset: the part is copied.
   std::shared_ptr<const void> values_owner;
