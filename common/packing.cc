@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,18 @@ absl::Status LengthError(absl::string_view field, uint64_t got_bytes, uint64_t w
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", got_bytes,
                                                  " bytes is not a whole number of ",
                                                  what, " (", width, " bytes each)"));
+}
+
+// OK when `size` bytes are exactly `expected` values of `width` bytes; else
+// INVALID_ARGUMENT naming `field`. Compared as counts: expected * width may wrap for a
+// hostile count.
+absl::Status CheckValueCount(uint64_t size, uint64_t width, absl::string_view type,
+                             uint64_t expected, absl::string_view field) {
+  if (size % width != 0 || size / width != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected, " ", type,
+                                                   " values, got ", size, " bytes"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -59,16 +72,7 @@ absl::StatusOr<uint64_t> CountKeys(absl::string_view bytes, absl::string_view fi
 
 absl::Status CheckFloatCount(absl::string_view bytes, uint64_t expected,
                              absl::string_view field) {
-  return CheckFloatCount(bytes.size(), expected, field);
-}
-
-absl::Status CheckFloatCount(uint64_t size, uint64_t expected, absl::string_view field) {
-  // Compared as counts: expected * 4 may wrap for a hostile count.
-  if (size % sizeof(float) != 0 || size / sizeof(float) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected,
-                                                   " float32 values, got ", size, " bytes"));
-  }
-  return absl::OkStatus();
+  return CheckValueCount(bytes.size(), sizeof(float), "float32", expected, field);
 }
 
 absl::Status UnpackFloatsInto(absl::string_view bytes, absl::Span<float> out,
@@ -111,46 +115,50 @@ int64_t FirstNonFinite(absl::Span<const float> values) {
 
 namespace {
 
-// Whether any of the kBlock floats at `p` has all exponent bits set (NaN or infinite),
-// with integer loads. The constant trip count is what GCC vectorises at -O2 (a variable
-// one stayed scalar).
-template <uint64_t kBlock>
-bool BlockHasNonFinite(const char* p) {
-  constexpr uint32_t kExponent = 0x7f800000u;
-  uint32_t hit = 0;
-  for (uint64_t i = 0; i < kBlock; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, p + i * sizeof(float), sizeof(bits));
-    hit |= (bits & kExponent) == kExponent ? 1u : 0u;
+// Index of the first of the packed `Bits` values in `bytes` whose bits under `kExponent`
+// are all set (NaN or infinite, for float32 and bfloat16 alike), or -1. Big blocks,
+// then small ones (a slice's run rarely ends on a big block), then one at a time; a
+// block with a hit is searched again. The blocks' constant trip counts are what GCC
+// vectorises at -O2 (a variable one stayed scalar).
+template <typename Bits, Bits kExponent>
+int64_t FirstWithExponentAllOnes(absl::string_view bytes) {
+  constexpr size_t kBig = 256;
+  constexpr size_t kSmall = 16;
+  const size_t n = bytes.size() / sizeof(Bits);
+  auto special = [&](size_t i) {
+    Bits b;
+    std::memcpy(&b, bytes.data() + i * sizeof(Bits), sizeof(Bits));
+    return (b & kExponent) == kExponent;
+  };
+  auto search = [&](size_t start, size_t end) -> int64_t {
+    for (size_t i = start; i < end; ++i) {
+      if (special(i)) return static_cast<int64_t>(i);
+    }
+    return -1;
+  };
+  auto block_hit = [&](auto block, size_t start) {
+    uint32_t hit = 0;
+    for (size_t i = 0; i < decltype(block)::value; ++i) hit |= special(start + i) ? 1u : 0u;
+    return hit != 0;
+  };
+  size_t start = 0;
+  for (; start + kBig <= n; start += kBig) {
+    if (block_hit(std::integral_constant<size_t, kBig>(), start)) {
+      return search(start, start + kBig);
+    }
   }
-  return hit != 0;
+  for (; start + kSmall <= n; start += kSmall) {
+    if (block_hit(std::integral_constant<size_t, kSmall>(), start)) {
+      return search(start, start + kSmall);
+    }
+  }
+  return search(start, n);
 }
 
 }  // namespace
 
 int64_t FirstNonFinitePacked(absl::string_view bytes) {
-  // Big blocks, then small ones for the rest (a slice's run rarely ends on a big
-  // block), then one float at a time; a block with a hit is searched again.
-  constexpr uint64_t kBig = 256;
-  constexpr uint64_t kSmall = 16;
-  const uint64_t n = bytes.size() / sizeof(float);
-  const char* p = bytes.data();
-  auto search = [&](uint64_t start, uint64_t end) -> int64_t {
-    for (uint64_t i = start; i < end; ++i) {
-      if (!std::isfinite(FloatAt(bytes, i))) return static_cast<int64_t>(i);
-    }
-    return -1;
-  };
-  uint64_t start = 0;
-  for (; start + kBig <= n; start += kBig) {
-    if (BlockHasNonFinite<kBig>(p + start * sizeof(float))) return search(start, start + kBig);
-  }
-  for (; start + kSmall <= n; start += kSmall) {
-    if (BlockHasNonFinite<kSmall>(p + start * sizeof(float))) {
-      return search(start, start + kSmall);
-    }
-  }
-  return search(start, n);
+  return FirstWithExponentAllOnes<uint32_t, 0x7f800000u>(bytes);
 }
 
 uint16_t Bf16FromFloat(float f) {
@@ -202,29 +210,7 @@ void Bf16ToFloats(const char* src, size_t n, float* dst) {
 }
 
 int64_t FirstNonFiniteBf16Packed(absl::string_view bytes) {
-  // As FirstNonFinitePacked: blocks with a constant trip count (vectorised), then one
-  // value at a time in the block with a hit and in the tail.
-  constexpr uint16_t kExponent = 0x7f80;
-  constexpr size_t kBlock = 64;
-  const size_t n = bytes.size() / sizeof(uint16_t);
-  auto at = [&](size_t i) {
-    uint16_t b;
-    std::memcpy(&b, bytes.data() + i * sizeof(b), sizeof(b));
-    return b;
-  };
-  auto search = [&](size_t start, size_t end) -> int64_t {
-    for (size_t i = start; i < end; ++i) {
-      if ((at(i) & kExponent) == kExponent) return static_cast<int64_t>(i);
-    }
-    return -1;
-  };
-  size_t start = 0;
-  for (; start + kBlock <= n; start += kBlock) {
-    uint32_t hit = 0;
-    for (size_t i = 0; i < kBlock; ++i) hit |= (at(start + i) & kExponent) == kExponent ? 1u : 0u;
-    if (hit != 0) return search(start, start + kBlock);
-  }
-  return search(start, n);
+  return FirstWithExponentAllOnes<uint16_t, 0x7f80>(bytes);
 }
 
 PackedFloats::PackedFloats(absl::string_view bytes)
@@ -240,13 +226,8 @@ PackedFloats::PackedFloats(std::vector<absl::string_view> pieces, ValueEncoding 
 }
 
 absl::Status PackedFloats::CheckCount(uint64_t expected, absl::string_view field) const {
-  if (encoding_ == ValueEncoding::kFloat32) return CheckFloatCount(size_, expected, field);
-  // Compared as counts: expected * 2 may wrap for a hostile count.
-  if (size_ % width() != 0 || size_ / width() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", expected,
-                                                   " bfloat16 values, got ", size_, " bytes"));
-  }
-  return absl::OkStatus();
+  const absl::string_view type = encoding_ == ValueEncoding::kBf16 ? "bfloat16" : "float32";
+  return CheckValueCount(size_, width(), type, expected, field);
 }
 
 size_t PackedFloats::PieceAt(uint64_t offset) const {

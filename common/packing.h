@@ -35,8 +35,6 @@ absl::StatusOr<uint64_t> CountKeys(absl::string_view bytes, absl::string_view fi
 // Checks that `bytes` holds exactly `expected` float32; INVALID_ARGUMENT naming `field`.
 absl::Status CheckFloatCount(absl::string_view bytes, uint64_t expected,
                              absl::string_view field);
-// The same for `size` bytes.
-absl::Status CheckFloatCount(uint64_t size, uint64_t expected, absl::string_view field);
 
 // Copies the floats of `bytes` into `out`; `bytes.size()` must be 4 * out.size()
 // (INVALID_ARGUMENT naming `field` otherwise).

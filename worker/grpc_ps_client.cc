@@ -499,16 +499,20 @@ namespace {
 
 absl::StatusOr<Plan> GrpcPsClient::PlanFor(const std::string& job_id,
                                             absl::Span<const DenseRef> dense,
-                                            absl::Span<const SparseRef> sparse, Plan::Kind kind) {
+                                            absl::Span<const SparseRef> sparse, Plan::Kind kind,
+                                            std::shared_ptr<const JobRoute>* route_out) {
   PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
   absl::StatusOr<Plan> plan = Plan::Build(*route, dense, sparse, options_.chunk_bytes, kind);
-  if (plan.ok() || !absl::IsNotFound(plan.status())) return plan;
-  // A table unknown to the cached route: learn the job's tables again once (another
-  // worker may have created it since).
-  if (!AttachJob(job_id).ok()) return plan;
-  route = routes_.Find(job_id);
-  if (route == nullptr) return plan;
-  return Plan::Build(*route, dense, sparse, options_.chunk_bytes, kind);
+  if (!plan.ok() && absl::IsNotFound(plan.status()) && AttachJob(job_id).ok()) {
+    // A table unknown to the cached route: learn the job's tables again once (another
+    // worker may have created it since).
+    if (std::shared_ptr<const JobRoute> fresh = routes_.Find(job_id); fresh != nullptr) {
+      route = std::move(fresh);
+      plan = Plan::Build(*route, dense, sparse, options_.chunk_bytes, kind);
+    }
+  }
+  if (plan.ok() && route_out != nullptr) *route_out = std::move(route);
+  return plan;
 }
 
 absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
@@ -560,8 +564,9 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
 
 void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& job_id,
                              uint32_t rank, uint64_t clock, absl::Span<const DenseRef> dense,
-                             absl::Span<const SparseRef> sparse, bool bf16, bool start,
-                             std::vector<std::vector<RpcCall*>>* by_shard) {
+                             absl::Span<const SparseRef> sparse, ValueEncoding encoding,
+                             bool start, std::vector<std::vector<RpcCall*>>* by_shard) {
+  const bool bf16 = encoding == ValueEncoding::kBf16;
   by_shard->assign(plan.parts().size(), {});
   for (uint32_t s = 0; s < plan.parts().size(); ++s) {
     const std::vector<PlanPart>& parts = plan.parts()[s];
@@ -580,8 +585,7 @@ void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& 
           kPushValuesField, parts[p].floats * (bf16 ? sizeof(uint16_t) : sizeof(float)), &head);
       std::vector<grpc::Slice> slices;
       slices.emplace_back(head);
-      AppendValueSlices(parts[p], dense, sparse,
-                        bf16 ? ValueEncoding::kBf16 : ValueEncoding::kFloat32, &slices);
+      AppendValueSlices(parts[p], dense, sparse, encoding, &slices);
       call->request = grpc::ByteBuffer(slices.data(), slices.size());
       if (start) batch->Start(call);  // Sends while the next part is built.
       (*by_shard)[s].push_back(call);
@@ -623,11 +627,11 @@ absl::StatusOr<uint64_t> GrpcPsClient::Read(const std::string& job_id,
 absl::Status GrpcPsClient::Push(const std::string& job_id, uint32_t rank, uint64_t clock,
                                 absl::Span<const DenseRef> dense,
                                 absl::Span<const SparseRef> sparse) {
-  PS_ASSIGN_OR_RETURN(Plan plan, PlanFor(job_id, dense, sparse, Plan::Kind::kPush));
-  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
+  std::shared_ptr<const JobRoute> route;
+  PS_ASSIGN_OR_RETURN(Plan plan, PlanFor(job_id, dense, sparse, Plan::Kind::kPush, &route));
   Batch batch(this);
   std::vector<std::vector<RpcCall*>> calls;
-  AddPushes(&batch, plan, job_id, rank, clock, dense, sparse, route->bf16_gradients(),
+  AddPushes(&batch, plan, job_id, rank, clock, dense, sparse, route->gradient_encoding(),
             /*start=*/true, &calls);
   return batch.Run();
 }
@@ -657,15 +661,15 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
                                     absl::Span<const SparseRef> push_sparse,
                                     absl::Span<const DenseRef> pull_dense,
                                     absl::Span<const SparseRef> pull_sparse) {
+  std::shared_ptr<const JobRoute> route;
   PS_ASSIGN_OR_RETURN(Plan push_plan,
-                      PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush));
+                      PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush, &route));
   PS_ASSIGN_OR_RETURN(Plan pull_plan,
                       PlanFor(job_id, pull_dense, pull_sparse, Plan::Kind::kPull));
-  PS_ASSIGN_OR_RETURN(std::shared_ptr<const JobRoute> route, RouteOf(job_id));
   Batch batch(this);
   std::vector<std::vector<RpcCall*>> pushes, pulls;
   AddPushes(&batch, push_plan, job_id, rank, clock, push_dense, push_sparse,
-            route->bf16_gradients(), /*start=*/false, &pushes);
+            route->gradient_encoding(), /*start=*/false, &pushes);
   std::vector<uint64_t> clocks;
   PS_RETURN_IF_ERROR(AddPulls(&batch, pull_plan, job_id, rank, clock + 1, /*no_wait=*/false,
                               pull_dense, pull_sparse, &clocks, &pulls));

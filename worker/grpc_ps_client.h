@@ -142,8 +142,10 @@ class GrpcPsClient final : public PsClient {
   const Channel& NextChannel(uint32_t shard);
   // The job's route, attaching to it first when it is not known yet.
   absl::StatusOr<std::shared_ptr<const JobRoute>> RouteOf(const std::string& job_id);
+  // The plan of a call; `route`, when given, gets the route it was made with.
   absl::StatusOr<Plan> PlanFor(const std::string& job_id, absl::Span<const DenseRef> dense,
-                               absl::Span<const SparseRef> sparse, Plan::Kind kind);
+                               absl::Span<const SparseRef> sparse, Plan::Kind kind,
+                               std::shared_ptr<const JobRoute>* route = nullptr);
   // Adds the pull (no_wait: read) RPCs of `plan` to `batch`, for Run to start;
   // `clocks` gets each part's reported clock once the batch ran, `by_shard` the calls.
   absl::Status AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
@@ -151,11 +153,11 @@ class GrpcPsClient final : public PsClient {
                         absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
                         std::vector<uint64_t>* clocks,
                         std::vector<std::vector<RpcCall*>>* by_shard);
-  // Adds the push RPCs of `plan`, gradients as bfloat16 when `bf16` (started when
+  // Adds the push RPCs of `plan`, gradients packed as `encoding` (started when
   // `start`).
   void AddPushes(Batch* batch, const Plan& plan, const std::string& job_id, uint32_t rank,
                  uint64_t clock, absl::Span<const DenseRef> dense,
-                 absl::Span<const SparseRef> sparse, bool bf16, bool start,
+                 absl::Span<const SparseRef> sparse, ValueEncoding encoding, bool start,
                  std::vector<std::vector<RpcCall*>>* by_shard);
   // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
   // shards reported.

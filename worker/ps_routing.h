@@ -66,7 +66,10 @@ class JobRoute {
   const std::string& job_id() const { return job_id_; }
   uint32_t num_shards() const { return num_shards_; }
   Consistency mode() const { return mode_; }
-  bool bf16_gradients() const { return bf16_gradients_; }
+  // How pushes pack the job's gradients.
+  ValueEncoding gradient_encoding() const {
+    return bf16_gradients_ ? ValueEncoding::kBf16 : ValueEncoding::kFloat32;
+  }
   // nullptr when the job has no such table.
   const TableRoute* Find(absl::string_view table) const;
   std::vector<std::string> TableNames() const;
