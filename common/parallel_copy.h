@@ -9,6 +9,8 @@
 
 #include <cstddef>
 
+#include "absl/types/span.h"
+
 namespace ps {
 
 // Copies `n` bytes from `src` to `dst` (not overlapping), on up to `max_threads`
@@ -16,6 +18,17 @@ namespace ps {
 // n / threads each, and one thread for less than 16 MiB. When a thread cannot be
 // started the calling one copies its piece. Returns when every byte is copied.
 void ParallelCopy(void* dst, const void* src, size_t n, unsigned max_threads = 0);
+
+// Bytes at `data`: one of the runs that ParallelGather joins.
+struct ByteRun {
+  const void* data = nullptr;
+  size_t size = 0;
+};
+
+// As ParallelCopy, of the runs one after another into `dst` (a table held in blocks
+// into one contiguous snapshot): the pieces split the destination evenly, whatever
+// the runs' sizes.
+void ParallelGather(void* dst, absl::Span<const ByteRun> runs, unsigned max_threads = 0);
 
 }  // namespace ps
 
