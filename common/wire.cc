@@ -179,4 +179,11 @@ grpc::Slice BufferPool::Wrap(std::unique_ptr<std::string> buffer) {
       loan);
 }
 
+grpc::Slice LentSlice(const char* data, size_t size, std::shared_ptr<const void> keep) {
+  auto* held = new std::shared_ptr<const void>(std::move(keep));
+  return grpc::Slice(
+      const_cast<char*>(data), size,
+      [](void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }, held);
+}
+
 }  // namespace ps::wire

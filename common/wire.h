@@ -77,6 +77,10 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std
 // Appends the tag and length of a length-delimited `field` of `size` bytes to `out`.
 void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out);
 
+// A slice of `size` bytes at `data` that holds `keep` until gRPC drops it: memory
+// lent by its owner (server/dense_values.h), which must stay unchanged while kept.
+grpc::Slice LentSlice(const char* data, size_t size, std::shared_ptr<const void> keep);
+
 // Strings kept for reuse: their capacity stays mapped, so filling them again costs no
 // page faults (fresh pages cost more than the copy on this machine kind, DESIGN.md
 // "Performance facts"). At most `max_free` are kept and none past `max_bytes`.

@@ -46,6 +46,13 @@ class ByteReader {
     in_.remove_prefix(n);
     return absl::OkStatus();
   }
+  // The next `n` bytes where they lie (valid while the input is), skipped.
+  absl::Status View(size_t n, const char** p) {
+    if (n > in_.size()) return Truncated();
+    *p = in_.data();
+    in_.remove_prefix(n);
+    return absl::OkStatus();
+  }
   bool done() const { return in_.empty(); }
 
  private:

@@ -241,10 +241,18 @@ bool ShardJob::PullReadyLocked(uint64_t clock) const {
 absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
                                        absl::Span<const SliceArgs> slices, bool no_wait,
                                        std::string* out, uint64_t* applied_clock,
-                                       std::function<void()> wake, uint64_t* ticket) {
+                                       std::function<void()> wake, uint64_t* ticket,
+                                       std::vector<LentBytes>* lent) {
   std::vector<Parsed> parsed;
   uint64_t floats = 0;
   bool need_rows = false;
+  auto read_dense = [out, lent](const Parsed& p) {
+    if (lent != nullptr) {
+      p.table->LendDense(p.begin, p.count, out->size(), lent);
+    } else {
+      p.table->ReadDense(p.begin, p.count, out);
+    }
+  };
   {
     ReaderMutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("shard is shutting down");
@@ -261,10 +269,10 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       // Under the shared lock while every row exists (the common case, one lookup per
       // key); a pull that must create rows starts over under the exclusive lock.
       const size_t start = out->size();
-      out->reserve(start + floats * sizeof(float));
+      if (lent == nullptr) out->reserve(start + floats * sizeof(float));
       for (const Parsed& p : parsed) {
         if (!p.table->sparse()) {
-          p.table->ReadDense(p.begin, p.count, out);
+          read_dense(p);
         } else if (no_wait) {
           p.table->ReadRows(p.keys, out);
         } else if (!p.table->TryReadRows(p.keys, out)) {
@@ -277,6 +285,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
         return true;
       }
       out->resize(start);
+      if (lent != nullptr) lent->clear();
     }
   }
   MutexLock lock(&mu_);
@@ -305,12 +314,12 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       if (p.table->sparse()) p.table->CreateRows(p.keys);
     }
   }
-  out->reserve(out->size() + floats * sizeof(float));
+  if (lent == nullptr) out->reserve(out->size() + floats * sizeof(float));
   for (const Parsed& p : parsed) {
     if (p.table->sparse()) {
       p.table->ReadRows(p.keys, out);
     } else {
-      p.table->ReadDense(p.begin, p.count, out);
+      read_dense(p);
     }
   }
   *applied_clock = SnapshotClockLocked();
@@ -796,6 +805,7 @@ JobCounters ShardJob::Counters(bool with_digest) const {
       c.sparse_rows += t->num_rows();
     } else {
       c.dense_elements += t->local_count();
+      c.dense_copies_on_write += t->copies_on_write();
     }
   }
   c.memory_bytes = MemoryLocked();

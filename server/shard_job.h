@@ -132,6 +132,7 @@ struct JobCounters {
   uint64_t dense_elements = 0;
   uint64_t sparse_rows = 0;
   uint64_t memory_bytes = 0;
+  uint64_t dense_copies_on_write = 0;  // Writes to lent dense blocks, which copied them.
   uint64_t digest = 0;  // Set when asked for.
 };
 
@@ -163,7 +164,9 @@ class ShardJob {
   std::vector<TableInfo> ListTables() const;
 
   // Reads the slices into `out` (float32 bytes in slice order) when the consistency
-  // model lets a pull of (rank, clock) proceed, and returns true. Otherwise, when
+  // model lets a pull of (rank, clock) proceed, and returns true. With `lent`, dense
+  // slices are lent there instead of copied (server/dense_values.h), each with its
+  // place in `out`: the values are `out` with every lent range inserted at its `at`. Otherwise, when
   // `wake` is set, registers it, stores a ticket for CancelWait in `*ticket` and
   // returns false; `wake` then runs once when the pull may proceed (call TryPull again).
   // `no_wait` reads now, without creating sparse rows. Validation errors come first:
@@ -171,7 +174,8 @@ class ShardJob {
   // new sparse rows would exceed the budget.
   absl::StatusOr<bool> TryPull(uint32_t rank, uint64_t clock, absl::Span<const SliceArgs> slices,
                                bool no_wait, std::string* out, uint64_t* applied_clock,
-                               std::function<void()> wake, uint64_t* ticket);
+                               std::function<void()> wake, uint64_t* ticket,
+                               std::vector<LentBytes>* lent = nullptr);
   // Forgets a registered wake-up. True when it was still registered (it will not run).
   bool CancelWait(uint64_t ticket);
 

@@ -283,6 +283,53 @@ TEST(ShardJobAsyncTest, PullsNeverWaitAndPushesApplyOnArrival) {
   EXPECT_EQ(PullDense(f.job.get(), "w", 2), (std::vector<float>{-0.2f, 0.2f}));
 }
 
+// A pull that lends its dense values (as the gRPC service does) gets the same bytes as
+// one that copies them, in slice order among the copied sparse rows; a push that
+// arrives while the loan is out leaves the lent bytes as they were read.
+TEST(ShardJobAsyncTest, LentPullsReadTheCopiedBytesAndKeepThemThroughPushes) {
+  Fixture f(Config(ConsistencyMode::kAsync, 1));
+  const uint64_t n = DenseValues::kBlockFloats + 10;  // Two blocks.
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", n, OptimizerKind::kSgd)).ok());
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 3, OptimizerKind::kSgd)).ok());
+  const std::string keys = PackKeys({4, 8});
+  const std::vector<SliceArgs> slices = {SliceArgs{"emb", 0, 0, keys},
+                                         SliceArgs{"w", 5, n - 5, {}},
+                                         SliceArgs{"emb", 0, 0, keys},
+                                         SliceArgs{"w", 0, 3, {}}};
+  uint64_t applied = 0, ticket = 0;
+  std::string copied;
+  ASSERT_TRUE(*f.job->TryPull(0, 0, slices, false, &copied, &applied, nullptr, &ticket));
+  std::string rows;
+  std::vector<LentBytes> lent;
+  ASSERT_TRUE(*f.job->TryPull(0, 0, slices, false, &rows, &applied, nullptr, &ticket, &lent));
+  ASSERT_EQ(rows.size(), 2 * 2 * 3 * sizeof(float));  // Only the sparse rows are copied.
+  auto joined = [&rows](const std::vector<LentBytes>& l) {
+    std::string out;
+    size_t at = 0;
+    for (const LentBytes& piece : l) {
+      out.append(rows, at, piece.at - at);
+      out.append(piece.data, piece.size);
+      at = piece.at;
+    }
+    return out + rows.substr(at);
+  };
+  ASSERT_EQ(lent.size(), 3u);  // Two blocks of the first dense slice, one of the second.
+  EXPECT_TRUE(joined(lent) == copied);
+
+  std::vector<float> grad(n, 1.0f);
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "w", 0, n, {}, grad}).ok());
+  EXPECT_EQ(f.job->Counters(false).dense_copies_on_write, 2u);
+  EXPECT_TRUE(joined(lent) == copied) << "a push changed bytes still lent to a pull";
+  const std::vector<float> after = PullDense(f.job.get(), "w", n, 1);
+  const std::vector<float> before = *UnpackFloats(copied.substr(2 * 3 * 4, (n - 5) * 4), "v");
+  EXPECT_FLOAT_EQ(after[5], before[0] - 0.1f);
+  EXPECT_FLOAT_EQ(after[n - 1], before.back() - 0.1f);
+
+  lent.clear();  // Sent: the next push writes in place.
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 1, 0, 1, "w", 0, n, {}, grad}).ok());
+  EXPECT_EQ(f.job->Counters(false).dense_copies_on_write, 2u);
+}
+
 TEST(ShardJobValidationTest, MalformedPushesChangeNothingAndNameTheField) {
   Fixture f(Config(ConsistencyMode::kAsync, 2));
   ASSERT_TRUE(f.job->CreateTable(Dense("w", 4, OptimizerKind::kSgd)).ok());

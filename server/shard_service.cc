@@ -79,21 +79,42 @@ class PullReactor final : public grpc::ServerUnaryReactor {
   void Attempt() {
     if (values_ == nullptr) values_ = buffers_->Get();
     values_->clear();
+    lent_.clear();
     uint64_t applied = 0, ticket = 0;
     absl::StatusOr<bool> ready =
         job_->TryPull(req_.rank(), req_.clock(), slices_, req_.no_wait(), values_.get(), &applied,
-                      [this] { Attempt(); }, &ticket);
+                      [this] { Attempt(); }, &ticket, &lent_);
     if (!ready.ok()) return FinishWith(ready.status());
     if (*ready) {
-      // The response is its clock, then the values in the buffer they were read into
-      // (handed back to the pool when gRPC has sent them): no copy into a message.
+      // The response is its clock, then the values: dense ranges sent from the table's
+      // own blocks (lent until gRPC has sent them), sparse rows from the buffer they
+      // were read into (handed back to the pool then). No copy into a message.
+      size_t values_bytes = values_->size();
+      for (const LentBytes& l : lent_) values_bytes += l.size;
       PullResponse head;
       head.set_clock(applied);
       std::string bytes = head.SerializeAsString();
-      wire::AppendBytesFieldHeader(PullResponse::kValuesFieldNumber, values_->size(), &bytes);
-      response_bytes_ = bytes.size() + values_->size();
-      grpc::Slice slices[] = {grpc::Slice(bytes), buffers_->Wrap(std::move(values_))};
-      *response_ = grpc::ByteBuffer(slices, 2);
+      wire::AppendBytesFieldHeader(PullResponse::kValuesFieldNumber, values_bytes, &bytes);
+      response_bytes_ = bytes.size() + values_bytes;
+      std::vector<grpc::Slice> slices;
+      slices.reserve(2 + 2 * lent_.size());
+      slices.emplace_back(bytes);
+      const size_t copied = values_->size();
+      grpc::Slice buffer;
+      if (copied > 0) {
+        buffer = buffers_->Wrap(std::move(values_));
+      } else {
+        buffers_->Put(std::move(values_));
+      }
+      size_t at = 0;  // Of the buffer, sent so far.
+      for (LentBytes& l : lent_) {
+        if (l.at > at) slices.push_back(buffer.sub(at, l.at));
+        at = l.at;
+        slices.push_back(wire::LentSlice(l.data, l.size, std::move(l.keep)));
+      }
+      if (copied > at) slices.push_back(buffer.sub(at, copied));
+      lent_.clear();
+      *response_ = grpc::ByteBuffer(slices.data(), slices.size());
       return FinishWith(absl::OkStatus());
     }
     // Registered: from here the wake-up or a cancellation finishes the call.
@@ -124,6 +145,7 @@ class PullReactor final : public grpc::ServerUnaryReactor {
   PullRequest req_;
   bool parsed_ = false;
   std::unique_ptr<std::string> values_;
+  std::vector<LentBytes> lent_;
   size_t response_bytes_ = 0;
   std::shared_ptr<ShardJob> job_;
   std::vector<SliceArgs> slices_;
@@ -345,6 +367,7 @@ grpc::ServerUnaryReactor* ShardServiceImpl::GetStats(grpc::CallbackServerContext
       s->set_dense_elements(c.dense_elements);
       s->set_sparse_rows(c.sparse_rows);
       s->set_memory_bytes(c.memory_bytes);
+      s->set_dense_copies_on_write(c.dense_copies_on_write);
       s->set_state_digest(c.digest);
       s->set_last_checkpoint_clock(core_->LastCheckpointClock(job->config().job_id));
     }

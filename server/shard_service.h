@@ -5,9 +5,10 @@
 // released it, or on cancellation (the caller's deadline).
 //
 // Pull and Push, the calls that carry tensors, are served as bytes (common/wire.h): a
-// push's gradients are applied from the received slices where they lie (joined once
-// into a reused buffer when they arrived in several), and a pull's values are read
-// from the table into a reused buffer that gRPC sends as it is. Reused buffers keep
+// push's gradients are applied from the received slices where they lie, and a pull's
+// dense values are sent from the table's own blocks, lent to gRPC until it has sent
+// them (a push meanwhile copies the block it writes: server/dense_values.h). Sparse
+// rows are gathered into a reused buffer that gRPC sends as it is; reused buffers keep
 // their pages mapped, which costs less than the copy itself (DESIGN.md, "Performance
 // facts"). To other peers these are ordinary protobuf messages.
 #ifndef PS_SERVER_SHARD_SERVICE_H_

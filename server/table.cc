@@ -75,10 +75,10 @@ Table::Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64
       num_slots_(NumSlots(config_.optimizer.kind)),
       slots_(num_slots_) {
   if (!config_.sparse) {
-    weights_ = HugeValues(local_count_, 0.0f);
-    for (uint64_t i = 0; i < local_count_; ++i) {
-      weights_[i] = InitialValue(config_, seed_, local_begin_ + i, 0);
-    }
+    dense_ = DenseValues(local_count_);
+    dense_.MutableRuns(0, local_count_, [&](size_t at, float* w, size_t k) {
+      for (size_t i = 0; i < k; ++i) w[i] = InitialValue(config_, seed_, local_begin_ + at + i, 0);
+    });
     for (int s = 0; s < num_slots_; ++s) {
       slots_[s] = HugeValues(local_count_, InitialSlotValue(config_.optimizer, s));
     }
@@ -108,8 +108,14 @@ absl::Status Table::CheckDenseRange(uint64_t begin, uint64_t count,
 }
 
 void Table::ReadDense(uint64_t begin, uint64_t count, std::string* out) const {
-  out->append(reinterpret_cast<const char*>(weights_.data() + (begin - local_begin_)),
-              count * sizeof(float));
+  dense_.ConstRuns(begin - local_begin_, count, [out](size_t, const float* w, size_t k) {
+    out->append(reinterpret_cast<const char*>(w), k * sizeof(float));
+  });
+}
+
+void Table::LendDense(uint64_t begin, uint64_t count, size_t at,
+                      std::vector<LentBytes>* out) const {
+  dense_.Lend(begin - local_begin_, count, at, out);
 }
 
 uint64_t Table::CountMissing(absl::Span<const uint64_t> keys) const {
@@ -190,9 +196,12 @@ void Table::ReadRows(absl::Span<const uint64_t> keys, std::string* out) const {
 
 void Table::ApplyDense(uint64_t begin, const void* grad, size_t n) {
   const uint64_t off = begin - local_begin_;
-  float* slots[2] = {nullptr, nullptr};
-  for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + off;
-  ApplyOptimizer(config_.optimizer, step_, grad, weights_.data() + off, slots, n);
+  dense_.MutableRuns(off, n, [&](size_t at, float* w, size_t k) {
+    float* slots[2] = {nullptr, nullptr};
+    for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + off + at;
+    ApplyOptimizer(config_.optimizer, step_, static_cast<const char*>(grad) + at * sizeof(float),
+                   w, slots, k);
+  });
 }
 
 void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad) {
@@ -208,7 +217,8 @@ void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> g
 }
 
 uint64_t Table::StateBytes() const {
-  const uint64_t values = weights_.size() * (1 + static_cast<uint64_t>(num_slots_));
+  const uint64_t values = (config_.sparse ? weights_.size() : dense_.size()) *
+                          (1 + static_cast<uint64_t>(num_slots_));
   return 8 + 4 + 8 + (config_.sparse ? keys_.size() * 8 : 0) + values * sizeof(float);
 }
 
@@ -241,8 +251,8 @@ void Table::SaveStateInto(std::string* buffer) const {
     char* dst = out.data();
     std::memcpy(dst, header.data(), header.size());
     dst += header.size();
-    const size_t array_bytes = weights_.size() * sizeof(float);
-    ParallelCopy(dst, weights_.data(), array_bytes);
+    const size_t array_bytes = local_count_ * sizeof(float);
+    ParallelGather(dst, dense_.Runs());
     for (const auto& s : slots_) ParallelCopy(dst += array_bytes, s.data(), array_bytes);
     return;
   }
@@ -290,8 +300,15 @@ absl::Status Table::LoadState(absl::string_view bytes) {
     keys.resize(n);
     if (auto s = r.Raw(keys.data(), n * sizeof(uint64_t)); !s.ok()) return s;
   }
-  std::vector<float> weights = HugeValues(n * row_width, 0.0f);
-  if (auto s = r.Raw(weights.data(), weights.size() * sizeof(float)); !s.ok()) return s;
+  // Dense weights are read in place below, once the whole record is known to fit.
+  const char* dense_weights = nullptr;
+  std::vector<float> weights;
+  if (config_.sparse) {
+    weights = HugeValues(n * row_width, 0.0f);
+    if (auto s = r.Raw(weights.data(), weights.size() * sizeof(float)); !s.ok()) return s;
+  } else {
+    if (auto s = r.View(n * sizeof(float), &dense_weights); !s.ok()) return s;
+  }
   std::vector<std::vector<float>> slots(num_slots_);
   for (auto& sl : slots) {
     sl = HugeValues(n * row_width, 0.0f);
@@ -299,6 +316,7 @@ absl::Status Table::LoadState(absl::string_view bytes) {
   }
   if (!r.done()) return absl::DataLossError(what + ": trailing bytes in record");
   step_ = step;
+  if (dense_weights != nullptr) dense_.Assign(dense_weights, n);
   weights_ = std::move(weights);
   slots_ = std::move(slots);
   keys_ = std::move(keys);

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "server/dense_values.h"
 #include "server/optimizer.h"
 #include "server/row_index.h"
 
@@ -66,6 +67,11 @@ class Table {
 
   // Dense: appends the float32 bytes of [begin, begin + count) to `out`.
   void ReadDense(uint64_t begin, uint64_t count, std::string* out) const;
+  // Dense: lends the bytes of [begin, begin + count) instead (server/dense_values.h),
+  // appended to `out` with `at`.
+  void LendDense(uint64_t begin, uint64_t count, size_t at, std::vector<LentBytes>* out) const;
+  // Dense: writes that had to copy a lent block first.
+  uint64_t copies_on_write() const { return dense_.copies_on_write(); }
 
   // Sparse: number of distinct keys in `keys` without a row yet.
   uint64_t CountMissing(absl::Span<const uint64_t> keys) const;
@@ -111,7 +117,8 @@ class Table {
   const int num_slots_;
 
   uint64_t step_ = 0;
-  // Dense: local_count floats. Sparse: rows * dim floats, row i for keys_[i].
+  DenseValues dense_;  // Dense: the local_count weights.
+  // Sparse: rows * dim floats, row i for keys_[i].
   std::vector<float> weights_;
   std::vector<std::vector<float>> slots_;
   std::vector<uint64_t> keys_;                     // Sparse: key of each row.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -94,6 +95,42 @@ TEST(TableTest, DenseStateOverwritesARecycledBufferEntirely) {
   Table copy(c, 1, 0, c.size);  // Another seed: other initial weights.
   ASSERT_TRUE(copy.LoadState(recycled).ok());
   EXPECT_EQ(copy.Digest(), t.Digest());
+}
+
+// A dense part that starts mid-table and spans several blocks: a step over a range
+// that crosses block boundaries equals the optimizer over one flat array, and reads
+// (copied or lent) see it.
+TEST(TableTest, DenseStepsAcrossBlocksEqualOneFlatStep) {
+  TableConfig c;
+  c.name = "w";
+  c.size = 4 * DenseValues::kBlockFloats;
+  c.init = InitKind::kUniform;
+  c.init_scale = 0.2f;
+  c.optimizer.kind = OptimizerKind::kAdam;
+  c.optimizer.learning_rate = 0.01f;
+  const uint64_t local_begin = 1000, local_count = 2 * DenseValues::kBlockFloats + 77;
+  Table t(c, 5, local_begin, local_count);
+  std::vector<float> weights(local_count), m(local_count, 0.0f), v(local_count, 0.0f);
+  for (uint64_t i = 0; i < local_count; ++i) weights[i] = InitialValue(c, 5, local_begin + i, 0);
+  const uint64_t begin = local_begin + DenseValues::kBlockFloats - 100;
+  const uint64_t n = DenseValues::kBlockFloats + 150;
+  std::vector<float> grad(n);
+  for (uint64_t i = 0; i < n; ++i) grad[i] = 0.001f * static_cast<float>(i % 97) - 0.04f;
+  t.BeginStep();
+  t.ApplyDense(begin, grad.data(), n);
+  float* slots[2] = {m.data() + (begin - local_begin), v.data() + (begin - local_begin)};
+  ApplyOptimizer(c.optimizer, 1, grad.data(), weights.data() + (begin - local_begin), slots, n);
+
+  std::string read;
+  t.ReadDense(local_begin, local_count, &read);
+  ASSERT_EQ(read.size(), local_count * sizeof(float));
+  EXPECT_EQ(std::memcmp(read.data(), weights.data(), read.size()), 0);
+  std::vector<LentBytes> lent;
+  t.LendDense(begin, n, 0, &lent);
+  std::string joined;
+  for (const LentBytes& l : lent) joined.append(l.data, l.size);
+  EXPECT_EQ(lent.size(), 3u);  // The end of block 0, all of block 1, the start of 2.
+  EXPECT_TRUE(joined == read.substr((begin - local_begin) * sizeof(float), n * sizeof(float)));
 }
 
 }  // namespace

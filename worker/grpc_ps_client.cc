@@ -748,6 +748,7 @@ absl::StatusOr<std::vector<ShardJobStats>> GrpcPsClient::GetStats(const std::str
     st.dense_elements = job->dense_elements();
     st.sparse_rows = job->sparse_rows();
     st.memory_bytes = job->memory_bytes();
+    st.dense_copies_on_write = job->dense_copies_on_write();
     st.last_checkpoint_clock = job->last_checkpoint_clock();
     st.state_digest = job->state_digest();
     out.push_back(std::move(st));

@@ -297,6 +297,7 @@ absl::StatusOr<std::vector<ShardJobStats>> LocalPsClient::GetStats(const std::st
     st.dense_elements = c.dense_elements;
     st.sparse_rows = c.sparse_rows;
     st.memory_bytes = c.memory_bytes;
+    st.dense_copies_on_write = c.dense_copies_on_write;
     st.state_digest = c.digest;
     out.push_back(std::move(st));
   }

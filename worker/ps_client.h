@@ -63,6 +63,8 @@ struct ShardJobStats {
   uint64_t dense_elements = 0;
   uint64_t sparse_rows = 0;
   uint64_t memory_bytes = 0;
+  // Pushes to dense blocks still being sent by a pull, which copied them first.
+  uint64_t dense_copies_on_write = 0;
   uint64_t last_checkpoint_clock = 0;
   uint64_t state_digest = 0;  // Set when asked for: equal digests, byte-equal state.
 };

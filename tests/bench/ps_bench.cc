@@ -264,6 +264,7 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
       std::vector<std::vector<float>> buffers(max_clients, std::vector<float>(floats, 1e-3f));
       std::vector<uint64_t> next_clock(max_clients, 0);
       std::vector<bool> warm(max_clients, false);
+      uint64_t copies_before = 0;
       const double bytes = static_cast<double>(floats) * sizeof(float);
       for (int c : client_counts) {
         if (bf16 && c != client_counts.front()) continue;
@@ -308,6 +309,16 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
         const double wall = RunParallel(c, [&](int i) { pipelined(i, iters); });
         const double gbps = 2 * bytes * c * iters / wall / 1e9;
         const double sequential_gbps = 2 * bytes * c * iters / sequential_wall / 1e9;
+        // Dense blocks a push had to copy because a pull was still sending them
+        // (server/dense_values.h), in this row's rounds.
+        uint64_t copies = 0;
+        if (auto stats = clients[0]->GetStats(job, false); stats.ok()) {
+          for (const ShardJobStats& st : *stats) copies += st.dense_copies_on_write;
+        } else {
+          Fail("stats", stats.status());
+        }
+        const uint64_t row_copies = copies - copies_before;
+        copies_before = copies;
         const EchoBest& r = raw[floats];
         Row row;
         row.Set("floats", static_cast<double>(floats))
@@ -321,6 +332,7 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
             .Set("raw_gbps", r.gbps)
             .Set("raw_chunk_mib", static_cast<double>(r.chunk) / kMiB)
             .Set("raw_channels", r.channels)
+            .Set("copies_on_write", static_cast<double>(row_copies))
             .Set("ratio", r.gbps > 0 ? gbps / r.gbps : 0)
             .Set("sequential_ratio", r.gbps > 0 ? sequential_gbps / r.gbps : 0);
         PS_LOG(INFO) << "dense: " << row.ToText();

@@ -1,0 +1,112 @@
+// The weights of a dense table, in blocks that a pull lends to the transport instead
+// of copying them (copy on write).
+//
+// A pull's values are the table's own memory: Lend hands out views of the blocks it
+// reads, each with a token, and gRPC sends them from where they lie. A write to a block
+// that is still lent first moves the table to a fresh copy of that block, so a lent
+// view never changes under its reader; the old block is freed with its last token.
+// In training, the pull of a block has been sent before the next push of that block
+// arrives, and nothing is copied.
+//
+// Not thread-safe, as Table: writes (MutableRuns, Assign) need the owner's exclusive
+// lock, reads and Lend its shared lock. Tokens may be dropped on any thread.
+#ifndef PS_SERVER_DENSE_VALUES_H_
+#define PS_SERVER_DENSE_VALUES_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/parallel_copy.h"
+
+namespace ps {
+
+// Bytes of a pull that are lent, not copied: `size` bytes at `data`, which stay
+// unchanged and mapped while `keep` is held. `at`: where they go among the copied
+// bytes of the same pull (before the byte at that offset of its buffer).
+struct LentBytes {
+  size_t at = 0;
+  const char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> keep;
+};
+
+class DenseValues {
+  struct Block {
+    explicit Block(size_t floats);
+    ~Block();
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
+
+    float* const data;
+    const size_t floats;
+    // Views lent and not yet returned. Raised under the owner's shared lock, lowered
+    // (release) from any thread; a writer holding the exclusive lock that reads 0
+    // (acquire) has the block to itself.
+    std::atomic<int64_t> lent{0};
+  };
+
+ public:
+  // 2 MiB: one huge page, and a few blocks per pull part of a few MiB.
+  static constexpr size_t kBlockFloats = size_t{1} << 19;
+
+  DenseValues() = default;
+  explicit DenseValues(size_t n);  // n zeros.
+  DenseValues(DenseValues&&) = default;
+  DenseValues& operator=(DenseValues&&) = default;
+
+  size_t size() const { return size_; }
+  // Writes to lent blocks that had to copy them first, since construction.
+  uint64_t copies_on_write() const { return copies_on_write_; }
+
+  // Calls f(offset, data, k) for the runs of [begin, begin + n) in order, one per block
+  // touched: data[0 .. k) are the values begin + offset .. begin + offset + k - 1.
+  // ConstRuns reads; MutableRuns may write, after copying any lent block of the run.
+  template <typename F>
+  void ConstRuns(size_t begin, size_t n, F&& f) const {
+    ForEachRun(begin, n, [&](size_t b, size_t off, size_t at, size_t k) {
+      f(at, static_cast<const float*>(blocks_[b]->data + off), k);
+    });
+  }
+  template <typename F>
+  void MutableRuns(size_t begin, size_t n, F&& f) {
+    ForEachRun(begin, n, [&](size_t b, size_t off, size_t at, size_t k) {
+      f(at, Writable(b) + off, k);
+    });
+  }
+
+  // Appends the views of [begin, begin + n), one per block, each with `at`.
+  void Lend(size_t begin, size_t n, size_t at, std::vector<LentBytes>* out) const;
+
+  // Every value's bytes in order, as runs (for a snapshot copy, common/parallel_copy.h).
+  std::vector<ByteRun> Runs() const;
+
+  // Replaces the values with `n` floats read from `bytes` (any alignment), in new
+  // blocks: a lent one is left to its readers.
+  void Assign(const char* bytes, size_t n);
+
+ private:
+  template <typename F>
+  void ForEachRun(size_t begin, size_t n, F&& f) const {
+    size_t at = 0;
+    while (at < n) {
+      const size_t b = (begin + at) / kBlockFloats;
+      const size_t off = (begin + at) % kBlockFloats;
+      const size_t k = std::min(n - at, kBlockFloats - off);
+      f(b, off, at, k);
+      at += k;
+    }
+  }
+  float* Writable(size_t b);
+  void Allocate(size_t n);
+
+  std::vector<std::shared_ptr<Block>> blocks_;
+  size_t size_ = 0;
+  uint64_t copies_on_write_ = 0;
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_DENSE_VALUES_H_
