@@ -179,11 +179,18 @@ grpc::Slice BufferPool::Wrap(std::unique_ptr<std::string> buffer) {
       loan);
 }
 
-grpc::Slice LentSlice(const char* data, size_t size, std::shared_ptr<const void> keep) {
-  auto* held = new std::shared_ptr<const void>(std::move(keep));
-  return grpc::Slice(
-      const_cast<char*>(data), size,
-      [](void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }, held);
+void AppendWithLent(const grpc::Slice& copied, std::vector<LentBytes>* lent,
+                    std::vector<grpc::Slice>* out) {
+  size_t at = 0;  // Of `copied`, appended so far.
+  for (LentBytes& l : *lent) {
+    if (l.at > at) out->push_back(copied.sub(at, l.at));
+    at = l.at;
+    auto* loan = new std::shared_ptr<const void>(std::move(l.keep));
+    out->emplace_back(
+        const_cast<char*>(l.data), l.size,
+        [](void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }, loan);
+  }
+  if (copied.size() > at) out->push_back(copied.sub(at, copied.size()));
 }
 
 }  // namespace ps::wire

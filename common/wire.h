@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/lendable.h"
 #include "common/sync.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
@@ -77,9 +78,12 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std
 // Appends the tag and length of a length-delimited `field` of `size` bytes to `out`.
 void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out);
 
-// A slice of `size` bytes at `data` that holds `keep` until gRPC drops it: memory
-// lent by its owner (server/dense_values.h), which must stay unchanged while kept.
-grpc::Slice LentSlice(const char* data, size_t size, std::shared_ptr<const void> keep);
+// Appends the slices of bytes made of `copied` (a slice of a buffer, possibly empty)
+// with each of `lent` inserted at its `at` offset of `copied`, in order of `at`. A lent
+// range's slice is its memory where it lies and holds its loan (moved out of `lent`)
+// until gRPC drops the slice.
+void AppendWithLent(const grpc::Slice& copied, std::vector<LentBytes>* lent,
+                    std::vector<grpc::Slice>* out);
 
 // Strings kept for reuse: their capacity stays mapped, so filling them again costs no
 // page faults (fresh pages cost more than the copy on this machine kind, DESIGN.md

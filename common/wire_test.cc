@@ -1,5 +1,6 @@
 #include "common/wire.h"
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -146,6 +147,47 @@ TEST(WireTest, BuiltMessageParsesAsProtobuf) {
   ASSERT_TRUE(SplitBytesField(buffer, 7, &rest, &got).ok());
   ASSERT_EQ(got.views().size(), 1u);
   EXPECT_EQ(got.views()[0], req.values());
+}
+
+// Lent ranges land at their offsets among the copied bytes (at the start, in the
+// middle, twice at one offset, at the end), and their loans are held by the slices
+// until the message is gone.
+TEST(WireTest, AppendWithLentInterleavesAndHoldsTheLoans) {
+  auto floats = LendableFloats::Make(4);
+  const char* lendable = reinterpret_cast<const char*>(floats->data());
+  std::memcpy(floats->data(), "ABCDEFGHIJKLMNOP", 16);
+  const std::string copied = "0123456789";
+  std::vector<LentBytes> lent = {
+      {0, lendable, 2, LendableFloats::Lend(floats)},
+      {4, lendable + 2, 3, LendableFloats::Lend(floats)},
+      {4, lendable + 5, 1, LendableFloats::Lend(floats)},
+      {10, lendable + 6, 10, LendableFloats::Lend(floats)},
+  };
+  std::vector<grpc::Slice> slices;
+  {
+    std::vector<grpc::Slice> out;
+    AppendWithLent(grpc::Slice(copied), &lent, &out);
+    lent.clear();
+    EXPECT_TRUE(floats->lent());
+    grpc::ByteBuffer message(out.data(), out.size());
+    out.clear();
+    ASSERT_TRUE(message.Dump(&slices).ok());
+  }
+  std::string joined;
+  for (const grpc::Slice& sl : slices) joined.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_EQ(joined, "AB0123CDEF456789GHIJKLMNOP");
+  EXPECT_TRUE(floats->lent());
+  slices.clear();
+  EXPECT_FALSE(floats->lent());
+
+  std::vector<grpc::Slice> only_copied;
+  std::vector<LentBytes> none;
+  AppendWithLent(grpc::Slice(copied), &none, &only_copied);
+  ASSERT_EQ(only_copied.size(), 1u);
+  EXPECT_EQ(only_copied[0].size(), copied.size());
+  std::vector<grpc::Slice> empty;
+  AppendWithLent(grpc::Slice(), &none, &empty);
+  EXPECT_TRUE(empty.empty());
 }
 
 TEST(BufferPoolTest, WrappedBuffersComeBackWithTheirCapacity) {

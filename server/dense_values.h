@@ -2,52 +2,29 @@
 // of copying them (copy on write).
 //
 // A pull's values are the table's own memory: Lend hands out views of the blocks it
-// reads, each with a token, and gRPC sends them from where they lie. A write to a block
-// that is still lent first moves the table to a fresh copy of that block, so a lent
-// view never changes under its reader; the old block is freed with its last token.
-// In training, the pull of a block has been sent before the next push of that block
-// arrives, and nothing is copied.
+// reads, each with a loan (common/lendable.h), and gRPC sends them from where they lie.
+// A write to a block that is still lent first moves the table to a fresh copy of that
+// block, so a lent view never changes under its reader; the old block is freed with its
+// last loan. In training, the pull of a block has been sent before the next push of
+// that block arrives, and nothing is copied.
 //
 // Not thread-safe, as Table: writes (MutableRuns, Assign) need the owner's exclusive
-// lock, reads and Lend its shared lock. Tokens may be dropped on any thread.
+// lock, reads and Lend its shared lock. Loans may be dropped on any thread.
 #ifndef PS_SERVER_DENSE_VALUES_H_
 #define PS_SERVER_DENSE_VALUES_H_
 
-#include <atomic>
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "common/lendable.h"
 #include "common/parallel_copy.h"
 
 namespace ps {
 
-// Bytes of a pull that are lent, not copied: `size` bytes at `data`, which stay
-// unchanged and mapped while `keep` is held. `at`: where they go among the copied
-// bytes of the same pull (before the byte at that offset of its buffer).
-struct LentBytes {
-  size_t at = 0;
-  const char* data = nullptr;
-  size_t size = 0;
-  std::shared_ptr<const void> keep;
-};
-
 class DenseValues {
-  struct Block {
-    explicit Block(size_t floats);
-    ~Block();
-    Block(const Block&) = delete;
-    Block& operator=(const Block&) = delete;
-
-    float* const data;
-    const size_t floats;
-    // Views lent and not yet returned. Raised under the owner's shared lock, lowered
-    // (release) from any thread; a writer holding the exclusive lock that reads 0
-    // (acquire) has the block to itself.
-    std::atomic<int64_t> lent{0};
-  };
-
  public:
   // 2 MiB: one huge page, and a few blocks per pull part of a few MiB.
   static constexpr size_t kBlockFloats = size_t{1} << 19;
@@ -67,7 +44,7 @@ class DenseValues {
   template <typename F>
   void ConstRuns(size_t begin, size_t n, F&& f) const {
     ForEachRun(begin, n, [&](size_t b, size_t off, size_t at, size_t k) {
-      f(at, static_cast<const float*>(blocks_[b]->data + off), k);
+      f(at, static_cast<const float*>(blocks_[b]->data() + off), k);
     });
   }
   template <typename F>
@@ -102,7 +79,7 @@ class DenseValues {
   float* Writable(size_t b);
   void Allocate(size_t n);
 
-  std::vector<std::shared_ptr<Block>> blocks_;
+  std::vector<std::shared_ptr<LendableFloats>> blocks_;
   size_t size_ = 0;
   uint64_t copies_on_write_ = 0;
 };

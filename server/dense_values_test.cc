@@ -3,7 +3,6 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -95,26 +94,6 @@ TEST(DenseValuesTest, LoansOutliveAssignAndTheValues) {
     EXPECT_EQ(Read(*v, 0, v->size()), other);
   }
   EXPECT_EQ(Joined(lent), Expected(0, kBlock + 5, 3.0f));
-}
-
-// Loans returned on other threads while the owner writes (as gRPC drops sent slices):
-// every reader sees the values of its loan, whole, and the writer never writes a block
-// a reader still holds. Meant for --config=tsan as much as for the values.
-TEST(DenseValuesTest, LoansReturnedOnOtherThreads) {
-  DenseValues v(2 * kBlock);
-  std::vector<std::thread> readers;
-  std::vector<int> bad(64, 0);
-  for (int round = 0; round < 64; ++round) {
-    Fill(&v, static_cast<float>(round));  // The owner's write (its exclusive lock).
-    auto lent = std::make_shared<std::vector<LentBytes>>();
-    v.Lend(kBlock / 2, kBlock, 0, lent.get());  // Its shared lock.
-    readers.emplace_back([lent, round, &bad] {
-      bad[round] = Joined(*lent) != Expected(kBlock / 2, kBlock, static_cast<float>(round));
-    });
-  }
-  for (std::thread& t : readers) t.join();
-  for (int round = 0; round < 64; ++round) EXPECT_EQ(bad[round], 0) << "round " << round;
-  EXPECT_LE(v.copies_on_write(), 2u * 64);
 }
 
 }  // namespace

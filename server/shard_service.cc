@@ -106,13 +106,7 @@ class PullReactor final : public grpc::ServerUnaryReactor {
       } else {
         buffers_->Put(std::move(values_));
       }
-      size_t at = 0;  // Of the buffer, sent so far.
-      for (LentBytes& l : lent_) {
-        if (l.at > at) slices.push_back(buffer.sub(at, l.at));
-        at = l.at;
-        slices.push_back(wire::LentSlice(l.data, l.size, std::move(l.keep)));
-      }
-      if (copied > at) slices.push_back(buffer.sub(at, copied));
+      wire::AppendWithLent(buffer, &lent_, &slices);
       lent_.clear();
       *response_ = grpc::ByteBuffer(slices.data(), slices.size());
       return FinishWith(absl::OkStatus());

@@ -711,9 +711,22 @@ void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const Dens
   // the end of its call (gRPC 1.51 keeps a write stuck on a stopped peer's full socket
   // even after the connection is closed), so the caller's own memory, which is theirs
   // again when the call returns, is not lent.
+  // Dense gradients in a caller's LendableFloats are the exception: lent, with their
+  // loans held by the slices (DenseRef::lendable).
   std::unique_ptr<std::string> gathered = buffers_->Get();
-  GatherValues(part, dense, sparse, gathered.get(), encoding);
-  out->push_back(buffers_->Wrap(std::move(gathered)));
+  std::vector<LentBytes> lent;
+  GatherValues(part, dense, sparse, gathered.get(), encoding, &lent);
+  if (lent.empty()) {
+    out->push_back(buffers_->Wrap(std::move(gathered)));
+    return;
+  }
+  grpc::Slice copied;
+  if (gathered->empty()) {
+    buffers_->Put(std::move(gathered));
+  } else {
+    copied = buffers_->Wrap(std::move(gathered));
+  }
+  wire::AppendWithLent(copied, &lent, out);
 }
 
 absl::StatusOr<std::vector<ShardJobStats>> GrpcPsClient::GetStats(const std::string& job_id,

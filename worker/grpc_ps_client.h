@@ -10,7 +10,9 @@
 // Push, client side: 1 copy (caller buffer -> a pooled buffer, one memcpy per dense
 // slice or sparse row), which gRPC writes to the socket as it is; then the kernel's
 // socket copy. Keys: 1 (caller keys -> request `keys`, gathered). The pooled buffer,
-// not the caller's memory, is sent because gRPC may hold a slice after its call ends.
+// not the caller's memory, is sent because gRPC may hold a slice after its call ends;
+// dense float32 gradients in a caller's LendableFloats (DenseRef::lendable) are sent
+// from there, without the copy, and their loans hold the memory as long as gRPC does.
 // Pull, client side: the kernel's socket copy, then 1 (the received slices -> caller
 // buffers, one memcpy per dense slice or sparse row, on the gRPC thread that completed
 // the part, so parts of several shards are copied in parallel); protobuf parses only

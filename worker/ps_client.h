@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/lendable.h"
 #include "proto/shard.pb.h"
 
 namespace ps {
@@ -31,11 +32,28 @@ namespace ps {
 //   Push: `data` holds their gradients (only read).
 // `data` is not owned and must hold `count` floats until the call returns. A count of
 // 0 is allowed and does nothing.
+//
+// Push, optional: `lendable`, the memory `data` lies in (common/lendable.h). A client
+// that sends over a network then sends the gradients from there, lent to gRPC, instead
+// of copying them into a message: the loans keep the memory allocated, and are usually
+// back when the push returns, but gRPC may hold one longer (a write stuck on a stopped
+// shard). Write the buffer again only when !lendable->lent(); keep two buffers, or wait.
+// float32 gradients only (a bfloat16 job converts, which is a copy anyway).
 struct DenseRef {
+  DenseRef() = default;
+  DenseRef(std::string table, uint64_t begin, uint64_t count, float* data,
+           std::shared_ptr<LendableFloats> lendable = nullptr)
+      : table(std::move(table)),
+        begin(begin),
+        count(count),
+        data(data),
+        lendable(std::move(lendable)) {}
+
   std::string table;
   uint64_t begin = 0;
   uint64_t count = 0;
   float* data = nullptr;  // Not owned.
+  std::shared_ptr<LendableFloats> lendable;
 };
 
 // Rows of a sparse table and the caller's buffer for them, row i (dim floats at

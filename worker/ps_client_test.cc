@@ -605,6 +605,54 @@ TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
   for (float v : b) EXPECT_EQ(v, 0.0f);
 }
 
+// Gradients in a LendableFloats go out without a copy, mixed in one part with copied
+// ones (a second dense table and sparse rows), through retries, and apply exactly as
+// copied ones do; the loans come back after the push, and hold the memory when the
+// caller lets go of it first. The shards' pulls lend their blocks too: with one worker
+// no block needs a copy on write.
+TEST_F(GrpcPsClientTest, LendableGradientsApplyAsCopiedOnesAndComeBack) {
+  std::unique_ptr<GrpcPsClient> client = Connect();
+  const uint64_t n = 3 * 65536;  // Several parts per shard.
+  ASSERT_TRUE(client
+                  ->SetupJob(JobConfig("lend", ASYNC, 1),
+                             {Dense("w", n, 1.0f), Dense("b", 10, 1.0f), Sparse("emb", 2, 1.0f)})
+                  .ok());
+  std::shared_ptr<LendableFloats> grad = LendableFloats::Make(n + 16);
+  for (uint64_t i = 0; i < n; ++i) grad->data()[16 + i] = static_cast<float>(i % 1000) / 16.0f;
+  std::vector<float> b_grad(10, 0.5f);
+  const std::vector<uint64_t> keys = {7, 1000001};
+  std::vector<float> rows = {0.25f, -0.5f, 1.0f, 2.0f};
+  std::vector<DenseRef> push = {{"b", 0, 10, b_grad.data()},
+                                {"w", 0, n, grad->data() + 16, grad}};
+  std::vector<SparseRef> sparse = {{"emb", keys.data(), keys.size(), 2, rows.data()}};
+  cluster_->service(0)->FailPushes(1);
+  ASSERT_TRUE(client->Push("lend", 0, 0, push, sparse).ok());
+  EXPECT_EQ(cluster_->service(0)->injected(), 1);
+  std::weak_ptr<LendableFloats> weak = grad;
+  push.clear();
+  grad.reset();  // Whatever gRPC still holds stays allocated until it lets go.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!weak.expired() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_TRUE(weak.expired()) << "a loan of the gradients was never returned";
+
+  // One SGD step (lr 1) from zeros, read twice: the first pull's blocks are lent to
+  // gRPC while the second reads them.
+  std::vector<float> w(n, 7.0f), b(10, 7.0f), got_rows(4, 7.0f);
+  std::vector<DenseRef> pull = {{"w", 0, n, w.data()}, {"b", 0, 10, b.data()}};
+  std::vector<SparseRef> read = {{"emb", keys.data(), keys.size(), 2, got_rows.data()}};
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(client->Pull("lend", 0, 1, pull, read).ok());
+    for (uint64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(w[i], -static_cast<float>(i % 1000) / 16.0f) << i;
+    }
+    for (float v : b) EXPECT_EQ(v, -0.5f);
+    for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(got_rows[i], -rows[i]);
+  }
+  auto stats = client->GetStats("lend", false);
+  ASSERT_TRUE(stats.ok());
+  for (const ShardJobStats& st : *stats) EXPECT_EQ(st.dense_copies_on_write, 0u);
+}
+
 // A job with bf16_gradients: pushes go as bfloat16 and apply as the rounded values,
 // dense and sparse, from the client that set the job up and from one that only
 // attached to it (the job's config says how to push).

@@ -170,6 +170,14 @@ absl::StatusOr<Plan> Plan::Build(const JobRoute& route, absl::Span<const DenseRe
       return absl::InvalidArgumentError(absl::StrCat(field, ".data: null for ", ref.count,
                                                      " elements"));
     }
+    if (ref.lendable != nullptr &&
+        (ref.data < ref.lendable->data() ||
+         ref.data > ref.lendable->data() + ref.lendable->size() ||
+         ref.count > static_cast<uint64_t>(ref.lendable->data() + ref.lendable->size() - ref.data))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".lendable: ", ref.count, " floats at data do not lie in its ",
+          ref.lendable->size(), " floats"));
+    }
     absl::StatusOr<std::vector<DenseRange>> ranges = table->dense->Split(ref.begin, ref.count);
     if (!ranges.ok()) {
       return absl::OutOfRangeError(absl::StrCat(field, ".begin: table '", ref.table, "': ",
@@ -249,9 +257,17 @@ void AppendSliceKeys(const PlanSlice& s, absl::Span<const SparseRef> sparse, std
 
 void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
                   absl::Span<const SparseRef> sparse, std::string* out,
-                  ValueEncoding encoding) {
+                  ValueEncoding encoding, std::vector<LentBytes>* lent) {
   const bool bf16 = encoding == ValueEncoding::kBf16;
-  out->reserve(out->size() + part.floats * (bf16 ? sizeof(uint16_t) : kValueBytes));
+  if (lent != nullptr && !bf16) {
+    uint64_t copied = 0;
+    for (const PlanSlice& s : part.slices) {
+      if (s.sparse || dense[s.ref].lendable == nullptr) copied += s.count;
+    }
+    out->reserve(out->size() + copied * kValueBytes);
+  } else {
+    out->reserve(out->size() + part.floats * (bf16 ? sizeof(uint16_t) : kValueBytes));
+  }
   auto append = [&](const float* values, size_t n) {
     if (bf16) {
       AppendBf16(absl::MakeConstSpan(values, n), out);
@@ -262,7 +278,13 @@ void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
   for (const PlanSlice& s : part.slices) {
     if (!s.sparse) {
       const DenseRef& ref = dense[s.ref];
-      append(ref.data + (s.begin - ref.begin), s.count);
+      const float* values = ref.data + (s.begin - ref.begin);
+      if (lent != nullptr && !bf16 && ref.lendable != nullptr) {
+        lent->push_back(LentBytes{out->size(), reinterpret_cast<const char*>(values),
+                                  s.count * kValueBytes, LendableFloats::Lend(ref.lendable)});
+      } else {
+        append(values, s.count);
+      }
       continue;
     }
     const SparseRef& ref = sparse[s.ref];

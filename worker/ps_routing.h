@@ -165,10 +165,12 @@ void AppendSliceKeys(const PlanSlice& s, absl::Span<const SparseRef> sparse, std
 
 // Appends the part's gradients, packed in slice order as `encoding` says (float32 or
 // bfloat16), to `out`: one pass over the caller's buffers (reserved once, then
-// appended).
+// appended). With `lent`, float32 dense slices with a `lendable` are lent there
+// instead, each with its offset in `out` (the message is `out` with them inserted).
 void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
                   absl::Span<const SparseRef> sparse, std::string* out,
-                  ValueEncoding encoding = ValueEncoding::kFloat32);
+                  ValueEncoding encoding = ValueEncoding::kFloat32,
+                  std::vector<LentBytes>* lent = nullptr);
 
 // Copies the pulled values of `part` from `bytes` into the caller's buffers (one copy).
 // INTERNAL when `bytes` does not hold exactly part.floats values (nothing is copied).

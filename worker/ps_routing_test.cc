@@ -157,6 +157,10 @@ TEST(PlanTest, GatherPacksGradientsInSliceOrder) {
     rows.push_back(static_cast<float>(i) + 0.25f);
   }
   std::vector<DenseRef> dense = {{"w", 0, w.size(), w.data()}};
+  std::shared_ptr<LendableFloats> lendable = LendableFloats::Make(w.size());
+  std::memcpy(lendable->data(), w.data(), w.size() * sizeof(float));
+  const std::vector<DenseRef> lendable_dense = {
+      {"w", 0, w.size(), lendable->data(), lendable}};
   std::vector<SparseRef> sparse = {{"emb", keys.data(), keys.size(), 2, rows.data()}};
   absl::StatusOr<Plan> plan = Plan::Build(*route, dense, sparse, 100000, Plan::Kind::kPush);
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -166,6 +170,25 @@ TEST(PlanTest, GatherPacksGradientsInSliceOrder) {
       std::string bytes;
       GatherValues(p, dense, sparse, &bytes);
       ASSERT_EQ(bytes.size(), p.floats * sizeof(float));
+      // With the dense gradients lendable: they are lent, not copied, and the copied
+      // rows with the lent ranges inserted at their offsets are the same bytes.
+      std::string rows_only;
+      std::vector<LentBytes> lent;
+      GatherValues(p, lendable_dense, sparse, &rows_only, ValueEncoding::kFloat32, &lent);
+      std::string joined;
+      size_t at = 0;
+      for (const LentBytes& l : lent) {
+        ASSERT_GE(l.data, reinterpret_cast<const char*>(lendable->data()));
+        joined.append(rows_only, at, l.at - at);
+        joined.append(l.data, l.size);
+        at = l.at;
+      }
+      joined.append(rows_only, at);
+      EXPECT_TRUE(joined == bytes);
+      uint64_t dense_floats = 0;
+      for (const PlanSlice& sl : p.slices) dense_floats += sl.sparse ? 0 : sl.count;
+      EXPECT_EQ(rows_only.size(), (p.floats - dense_floats) * sizeof(float));
+      EXPECT_EQ(lent.empty(), dense_floats == 0);
       // As bfloat16: the same values in the same order, each rounded.
       std::string half, want_half;
       GatherValues(p, dense, sparse, &half, ValueEncoding::kBf16);
@@ -353,6 +376,15 @@ TEST(PlanTest, ErrorsNameTheArgument) {
   p = Plan::Build(*route, kind, {}, 4096, Plan::Kind::kPull);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto small = LendableFloats::Make(8);
+  std::vector<DenseRef> not_inside = {{"w", 0, 10, small->data(), small}};
+  p = Plan::Build(*route, not_inside, {}, 4096, Plan::Kind::kPush);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(p.status().message().find("dense[0].lendable"), std::string::npos) << p.status();
+  not_inside = {{"w", 0, 10, buf.data(), small}};
+  EXPECT_FALSE(Plan::Build(*route, not_inside, {}, 4096, Plan::Kind::kPush).ok());
 
   std::vector<SparseRef> dim = {{"emb", keys.data(), keys.size(), 4, buf.data()}};
   p = Plan::Build(*route, {}, dim, 4096, Plan::Kind::kPull);

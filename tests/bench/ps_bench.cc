@@ -261,7 +261,14 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
           !s.ok()) {
         Fail("dense setup", s.status());
       }
-      std::vector<std::vector<float>> buffers(max_clients, std::vector<float>(floats, 1e-3f));
+      // Per client: gradients in lendable memory (sent without a copy, DenseRef::
+      // lendable), and the parameters the pulls fill.
+      std::vector<std::shared_ptr<LendableFloats>> grads(max_clients);
+      std::vector<std::vector<float>> params(max_clients, std::vector<float>(floats, 0.0f));
+      for (auto& g : grads) {
+        g = LendableFloats::Make(floats);
+        std::fill(g->data(), g->data() + floats, 1e-3f);
+      }
       std::vector<uint64_t> next_clock(max_clients, 0);
       std::vector<bool> warm(max_clients, false);
       uint64_t copies_before = 0;
@@ -274,13 +281,16 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
         std::vector<double> push_s(c, 0), pull_s(c, 0);
         // Sequential: Push(clock), then Pull(clock + 1), each call timed.
         auto round = [&](int i, int n, bool timed) {
-          DenseRef ref{"w", 0, floats, buffers[i].data()};
+          DenseRef grad{"w", 0, floats, grads[i]->data(), grads[i]};
+          DenseRef param{"w", 0, floats, params[i].data()};
           for (int k = 0; k < n; ++k) {
             const uint64_t clock = next_clock[i]++;
             const auto t0 = Clock::now();
-            if (auto s = clients[i]->Push(job, i, clock, {&ref, 1}, {}); !s.ok()) Fail("push", s);
+            if (auto s = clients[i]->Push(job, i, clock, {&grad, 1}, {}); !s.ok()) {
+              Fail("push", s);
+            }
             const auto t1 = Clock::now();
-            if (auto s = clients[i]->Pull(job, i, clock + 1, {&ref, 1}, {}); !s.ok()) {
+            if (auto s = clients[i]->Pull(job, i, clock + 1, {&param, 1}, {}); !s.ok()) {
               Fail("pull", s);
             }
             if (timed) {
@@ -292,10 +302,11 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
         // Pipelined: the same, as the trainer calls it (PushPull: the values of one
         // part come back while the gradients of the next go out).
         auto pipelined = [&](int i, int n) {
-          DenseRef ref{"w", 0, floats, buffers[i].data()};
+          DenseRef grad{"w", 0, floats, grads[i]->data(), grads[i]};
+          DenseRef param{"w", 0, floats, params[i].data()};
           for (int k = 0; k < n; ++k) {
             const uint64_t clock = next_clock[i]++;
-            if (auto s = clients[i]->PushPull(job, i, clock, {&ref, 1}, {}, {&ref, 1}, {});
+            if (auto s = clients[i]->PushPull(job, i, clock, {&grad, 1}, {}, {&param, 1}, {});
                 !s.ok()) {
               Fail("push-pull", s);
             }

@@ -1,0 +1,34 @@
+#include "common/lendable.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "common/huge_pages.h"
+
+namespace ps {
+namespace {
+
+float* AllocateFloats(size_t floats) {
+  const size_t bytes = floats * sizeof(float);
+  const size_t align = bytes >= kHugePageBytes ? kHugePageBytes : 64;
+  void* p = std::aligned_alloc(align, std::max<size_t>(1, (bytes + align - 1) / align) * align);
+  if (p == nullptr) throw std::bad_alloc();
+  AdviseHugePages(p, bytes);
+  return static_cast<float*>(p);
+}
+
+}  // namespace
+
+LendableFloats::LendableFloats(size_t size) : data_(AllocateFloats(size)), size_(size) {}
+
+LendableFloats::~LendableFloats() { std::free(data_); }
+
+std::shared_ptr<const void> LendableFloats::Lend(const std::shared_ptr<LendableFloats>& floats) {
+  floats->loans_.fetch_add(1, std::memory_order_relaxed);
+  return std::shared_ptr<const void>(floats->data_, [floats](const void*) {
+    floats->loans_.fetch_sub(1, std::memory_order_release);
+  });
+}
+
+}  // namespace ps
