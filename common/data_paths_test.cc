@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -13,6 +15,14 @@
 
 namespace ps {
 namespace {
+
+// A symlink at `to` pointing to `from` (one left by an earlier test of the fixture
+// stays).
+void Link(const std::string& from, const std::string& to) {
+  if (::symlink(from.c_str(), to.c_str()) != 0 && errno != EEXIST) {
+    ADD_FAILURE() << "symlink " << to << ": " << std::strerror(errno);
+  }
+}
 
 class DataPathsTest : public ::testing::Test {
  protected:
@@ -25,8 +35,8 @@ class DataPathsTest : public ::testing::Test {
     ::mkdir((root_ + "/sub").c_str(), 0755);
     std::ofstream(root_ + "/sub/train.csv") << "1\n";
     std::ofstream(base_ + "/secret.csv") << "1\n";
-    ::symlink((base_ + "/secret.csv").c_str(), (root_ + "/escape.csv").c_str());
-    ::symlink((root_ + "/sub/train.csv").c_str(), (root_ + "/inside.csv").c_str());
+    Link(base_ + "/secret.csv", root_ + "/escape.csv");
+    Link(root_ + "/sub/train.csv", root_ + "/inside.csv");
   }
 
   void ExpectRejected(const std::string& path, const std::string& why) {
@@ -61,7 +71,7 @@ TEST_F(DataPathsTest, RejectsDirectorySymlinksAndSiblingsThatShareThePrefix) {
   // A symlinked directory inside the root that leads out of it.
   ::mkdir((base_ + "/outside").c_str(), 0755);
   std::ofstream(base_ + "/outside/data.csv") << "1\n";
-  ::symlink((base_ + "/outside").c_str(), (root_ + "/linkdir").c_str());
+  Link(base_ + "/outside", root_ + "/linkdir");
   ExpectRejected("linkdir/data.csv", "outside --data_root");
   ExpectRejected(root_ + "/linkdir/data.csv", "outside --data_root");
   // "<root>2/x" starts with the root's characters but is not inside it.
@@ -70,7 +80,7 @@ TEST_F(DataPathsTest, RejectsDirectorySymlinksAndSiblingsThatShareThePrefix) {
   ExpectRejected(root_ + "2/data.csv", "outside --data_root");
   ExpectRejected("./../root2/data.csv", "\"..\"");
   // A path that leaves and re-enters through a symlink chain stays confined.
-  ::symlink((root_ + "/sub").c_str(), (base_ + "/outside/back").c_str());
+  Link(root_ + "/sub", base_ + "/outside/back");
   EXPECT_TRUE(ResolveDataPath(root_, "linkdir/back/train.csv", "f").ok())
       << "resolves into the root again";
 }
