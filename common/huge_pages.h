@@ -18,10 +18,10 @@ namespace ps {
 
 inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 
-// Advises the whole 2 MiB pages inside [data, data + size); smaller regions are left
-// alone. Best effort: a refusal changes nothing but speed.
+// Advises the whole 2 MiB pages inside [data, data + size) (a region holding none is
+// left alone). Best effort: a refusal changes nothing but speed.
 inline void AdviseHugePages(void* data, size_t size) {
-  if (size < 2 * kHugePageBytes) return;
+  if (size < kHugePageBytes) return;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
   const uintptr_t first = (begin + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
   const uintptr_t last = (begin + size) & ~(kHugePageBytes - 1);

@@ -40,21 +40,26 @@ TEST(ParallelCopyTest, CopiesEveryByteAndNothingElse) {
 // piece boundary falls inside a run or between two.
 TEST(ParallelCopyTest, GathersRunsInOrder) {
   const size_t mib = size_t{1} << 20;
-  const std::string src = Pattern(39 * mib + 7);
-  const std::vector<size_t> sizes = {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, 25 * mib + 1};
-  std::vector<ByteRun> runs;
-  size_t at = 0;
-  for (size_t size : sizes) {
-    runs.push_back(ByteRun{src.data() + at, size});
-    at += size;
-  }
-  ASSERT_EQ(at, src.size());
-  for (unsigned threads : {0u, 1u, 2u, 5u}) {
-    std::string dst(src.size() + 128, '#');
-    ParallelGather(dst.data() + 64, runs, threads);
-    EXPECT_EQ(dst.compare(64, src.size(), src), 0) << threads << " threads";
-    EXPECT_EQ(dst.substr(0, 64), std::string(64, '#'));
-    EXPECT_EQ(dst.substr(64 + src.size()), std::string(64, '#'));
+  // Under 64 MiB in all (memcpy per run), and over it (streaming stores), with runs
+  // and a destination at odd addresses.
+  for (size_t last : {25 * mib + 1, 60 * mib + 3}) {
+    const std::vector<size_t> sizes = {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, last};
+    size_t total = 0;
+    for (size_t size : sizes) total += size;
+    const std::string src = Pattern(total);
+    std::vector<ByteRun> runs;
+    size_t at = 0;
+    for (size_t size : sizes) {
+      runs.push_back(ByteRun{src.data() + at, size});
+      at += size;
+    }
+    for (unsigned threads : {0u, 1u, 2u, 5u}) {
+      std::string dst(src.size() + 128, '#');
+      ParallelGather(dst.data() + 67, runs, threads);
+      EXPECT_EQ(dst.compare(67, src.size(), src), 0) << threads << " threads, " << total;
+      EXPECT_EQ(dst.substr(0, 67), std::string(67, '#'));
+      EXPECT_EQ(dst.substr(67 + src.size()), std::string(61, '#'));
+    }
   }
   std::string untouched(8, '#');
   ParallelGather(untouched.data(), {}, 0);
