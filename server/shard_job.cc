@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
@@ -375,9 +376,24 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       p.table->ApplyDense(p.begin, grad.data(), grad.size());
       continue;
     }
-    // Duplicate keys within a slice add up before the step.
+    // Duplicate keys within a slice add up before the step. Most slices have none
+    // (a worker sends each row once): those apply as they came.
     const uint32_t dim = p.table->width();
+    absl::flat_hash_set<uint64_t> seen;
+    seen.reserve(p.keys.size());
+    bool duplicates = false;
+    for (uint64_t key : p.keys) {
+      if (!seen.insert(key).second) {
+        duplicates = true;
+        break;
+      }
+    }
+    if (!duplicates) {
+      p.table->ApplyRows(p.keys, grad);
+      continue;
+    }
     absl::flat_hash_map<uint64_t, size_t> pos;
+    pos.reserve(p.keys.size());
     std::vector<uint64_t> keys;
     std::vector<float> sum;
     for (size_t i = 0; i < p.keys.size(); ++i) {
