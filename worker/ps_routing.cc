@@ -260,9 +260,9 @@ void GatherValues(const PlanPart& part, absl::Span<const DenseRef> dense,
                   ValueEncoding encoding, std::vector<LentBytes>* lent) {
   const bool bf16 = encoding == ValueEncoding::kBf16;
   if (lent != nullptr && !bf16) {
-    uint64_t copied = 0;
+    uint64_t copied = part.floats;  // Less the dense slices that are lent.
     for (const PlanSlice& s : part.slices) {
-      if (s.sparse || dense[s.ref].lendable == nullptr) copied += s.count;
+      if (!s.sparse && dense[s.ref].lendable != nullptr) copied -= s.count;
     }
     out->reserve(out->size() + copied * kValueBytes);
   } else {
