@@ -42,8 +42,10 @@ TEST(ParallelCopyTest, GathersRunsInOrder) {
   const size_t mib = size_t{1} << 20;
   // Under 64 MiB in all (memcpy per run), and over it (streaming stores), with runs
   // and a destination at odd addresses.
-  for (size_t last : {25 * mib + 1, 60 * mib + 3}) {
-    const std::vector<size_t> sizes = {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, last};
+  // Exactly 64 MiB with empty runs first and last: streamed.
+  for (size_t last : {25 * mib + 1, 60 * mib + 3, size_t{0}}) {
+    std::vector<size_t> sizes = {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, last};
+    if (last == 0) sizes = {0, 31 * mib, 33 * mib, 0};
     size_t total = 0;
     for (size_t size : sizes) total += size;
     const std::string src = Pattern(total);

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -183,6 +184,10 @@ void AppendWithLent(const grpc::Slice& copied, std::vector<LentBytes>* lent,
                     std::vector<grpc::Slice>* out) {
   size_t at = 0;  // Of `copied`, appended so far.
   for (LentBytes& l : *lent) {
+    // Offsets out of order or past the copied bytes are a producer's bug: the message
+    // would be garbled.
+    PS_CHECK(l.at >= at && l.at <= copied.size()) << "lent bytes at " << l.at << " after " << at
+                                                  << " of " << copied.size() << " copied";
     if (l.at > at) out->push_back(copied.sub(at, l.at));
     at = l.at;
     auto* loan = new std::shared_ptr<const void>(std::move(l.keep));

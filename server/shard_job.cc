@@ -270,6 +270,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       // Under the shared lock while every row exists (the common case, one lookup per
       // key); a pull that must create rows starts over under the exclusive lock.
       const size_t start = out->size();
+      const size_t lent_start = lent != nullptr ? lent->size() : 0;
       if (lent == nullptr) out->reserve(start + floats * sizeof(float));
       for (const Parsed& p : parsed) {
         if (!p.table->sparse()) {
@@ -286,7 +287,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
         return true;
       }
       out->resize(start);
-      if (lent != nullptr) lent->clear();
+      if (lent != nullptr) lent->resize(lent_start);
     }
   }
   MutexLock lock(&mu_);

@@ -328,6 +328,46 @@ TEST(ShardJobAsyncTest, LentPullsReadTheCopiedBytesAndKeepThemThroughPushes) {
   lent.clear();  // Sent: the next push writes in place.
   ASSERT_TRUE(Send(f.job.get(), Push{0, 1, 0, 1, "w", 0, n, {}, grad}).ok());
   EXPECT_EQ(f.job->Counters(false).dense_copies_on_write, 2u);
+
+  // The state (and so a checkpoint) is the same as a job's that never lent a block.
+  Fixture plain(Config(ConsistencyMode::kAsync, 1));
+  ASSERT_TRUE(plain.job->CreateTable(Dense("w", n, OptimizerKind::kSgd)).ok());
+  ASSERT_TRUE(plain.job->CreateTable(Sparse("emb", 3, OptimizerKind::kSgd)).ok());
+  std::string unused;
+  ASSERT_TRUE(*plain.job->TryPull(0, 0, slices, false, &unused, &applied, nullptr, &ticket));
+  ASSERT_TRUE(Send(plain.job.get(), Push{0, 0, 0, 1, "w", 0, n, {}, grad}).ok());
+  ASSERT_TRUE(Send(plain.job.get(), Push{0, 1, 0, 1, "w", 0, n, {}, grad}).ok());
+  EXPECT_EQ(f.job->Counters(true).digest, plain.job->Counters(true).digest);
+}
+
+// A lent pull that must create sparse rows starts over under the exclusive lock: what
+// it lent before it found a missing row is taken back, and nothing the caller had in
+// its buffers before the call.
+TEST(ShardJobAsyncTest, LentPullThatCreatesRowsStartsOverCleanly) {
+  Fixture f(Config(ConsistencyMode::kAsync, 1));
+  const uint64_t n = DenseValues::kBlockFloats + 10;
+  ASSERT_TRUE(f.job->CreateTable(Dense("w", n, OptimizerKind::kSgd)).ok());
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 3, OptimizerKind::kSgd)).ok());
+  const std::string keys = PackKeys({11, 12, 13});
+  const std::vector<SliceArgs> slices = {SliceArgs{"w", 0, n, {}}, SliceArgs{"emb", 0, 0, keys}};
+  uint64_t applied = 0, ticket = 0;
+  std::string rows = "head";  // The caller's own bytes and loan, before the call.
+  std::vector<LentBytes> lent(1);
+  lent[0].at = 2;
+  ASSERT_TRUE(*f.job->TryPull(0, 0, slices, false, &rows, &applied, nullptr, &ticket, &lent));
+  ASSERT_EQ(lent.size(), 3u);  // The caller's, then the two blocks, lent once each.
+  EXPECT_EQ(lent[0].at, 2u);
+  EXPECT_EQ(lent[0].data, nullptr);
+  EXPECT_EQ(lent[1].at, 4u);
+  EXPECT_EQ(lent[2].at, 4u);
+  ASSERT_EQ(rows.size(), 4 + 3 * 3 * sizeof(float));
+  EXPECT_EQ(rows.substr(0, 4), "head");
+  std::string copied;
+  ASSERT_TRUE(*f.job->TryPull(0, 0, slices, false, &copied, &applied, nullptr, &ticket));
+  std::string joined;
+  for (size_t i = 1; i < lent.size(); ++i) joined.append(lent[i].data, lent[i].size);
+  joined += rows.substr(4);
+  EXPECT_TRUE(joined == copied);
 }
 
 TEST(ShardJobValidationTest, MalformedPushesChangeNothingAndNameTheField) {

@@ -385,6 +385,12 @@ TEST(PlanTest, ErrorsNameTheArgument) {
   EXPECT_NE(p.status().message().find("dense[0].lendable"), std::string::npos) << p.status();
   not_inside = {{"w", 0, 10, buf.data(), small}};
   EXPECT_FALSE(Plan::Build(*route, not_inside, {}, 4096, Plan::Kind::kPush).ok());
+  not_inside = {{"w", 0, 2, small->data() + 7, small}};  // One float past its end.
+  EXPECT_FALSE(Plan::Build(*route, not_inside, {}, 4096, Plan::Kind::kPush).ok());
+  const std::vector<DenseRef> inside = {{"w", 0, 8, small->data(), small},
+                                        {"w", 8, 1, small->data() + 7, small},
+                                        {"w", 9, 0, small->data() + 8, small}};
+  EXPECT_TRUE(Plan::Build(*route, inside, {}, 4096, Plan::Kind::kPush).ok());
 
   std::vector<SparseRef> dim = {{"emb", keys.data(), keys.size(), 4, buf.data()}};
   p = Plan::Build(*route, {}, dim, 4096, Plan::Kind::kPull);

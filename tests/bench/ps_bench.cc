@@ -328,7 +328,8 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
         } else {
           Fail("stats", stats.status());
         }
-        const uint64_t row_copies = copies - copies_before;
+        // The shards' counters start again after a restart: never a negative count.
+        const uint64_t row_copies = copies >= copies_before ? copies - copies_before : copies;
         copies_before = copies;
         const EchoBest& r = raw[floats];
         Row row;

@@ -164,6 +164,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         bool known = true;
         for (const ps::Slice& s : req.slices()) known = known && (s.table() == "w" || s.table() == "emb");
         if (known) PS_FUZZ_CHECK(out.size() == floats * 4, absl::StrCat(out.size(), " bytes for ", floats));
+        // The same pull with its dense values lent (as the service sends them): the
+        // copied bytes with the lent ranges inserted in order are the same bytes.
+        std::string rows;
+        std::vector<ps::LentBytes> lent;
+        r = job->TryPull(req.rank(), req.clock(), slices, req.no_wait(), &rows, &applied, nullptr,
+                         &ticket, &lent);
+        PS_FUZZ_CHECK(r.ok() && *r, "a pull that just read reads again");
+        std::string joined;
+        size_t at = 0;
+        for (const ps::LentBytes& l : lent) {
+          PS_FUZZ_CHECK(l.at >= at && l.at <= rows.size(), "lent offsets in order");
+          joined.append(rows, at, l.at - at);
+          joined.append(l.data, l.size);
+          at = l.at;
+        }
+        joined.append(rows, at);
+        PS_FUZZ_CHECK(joined == out, "lent and copied pulls read the same bytes");
         break;
       }
       case 3: {
