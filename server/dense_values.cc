@@ -20,9 +20,19 @@ void DenseValues::Allocate(size_t n) {
 float* DenseValues::Writable(size_t b) {
   std::shared_ptr<LendableFloats>& block = blocks_[b];
   if (!block->lent()) return block->data();
-  auto copy = LendableFloats::Make(block->size());
+  std::shared_ptr<LendableFloats> copy;
+  for (auto it = retired_.begin(); it != retired_.end(); ++it) {
+    if ((*it)->size() == block->size() && !(*it)->lent()) {
+      copy = std::move(*it);
+      retired_.erase(it);
+      break;
+    }
+  }
+  if (copy == nullptr) copy = LendableFloats::Make(block->size());
   std::memcpy(copy->data(), block->data(), block->size() * sizeof(float));
-  block = std::move(copy);  // The loans keep the old block until they are returned.
+  if (retired_.size() == kMaxRetired) retired_.erase(retired_.begin());
+  retired_.push_back(std::move(block));  // Its loans keep it unchanged meanwhile.
+  block = std::move(copy);
   ++copies_on_write_;
   return block->data();
 }

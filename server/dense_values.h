@@ -6,7 +6,9 @@
 // A write to a block that is still lent first moves the table to a fresh copy of that
 // block, so a lent view never changes under its reader; the old block is freed with its
 // last loan. In training, the pull of a block has been sent before the next push of
-// that block arrives, and nothing is copied.
+// that block arrives, and nothing is copied. With several workers some pushes do meet
+// a block still being sent: the few blocks such copies left behind are kept, and a
+// later copy reuses one whose loans are back, rather than faulting in fresh pages.
 //
 // Not thread-safe, as Table: writes (MutableRuns, Assign) need the owner's exclusive
 // lock, reads and Lend its shared lock. Loans may be dropped on any thread.
@@ -79,7 +81,12 @@ class DenseValues {
   float* Writable(size_t b);
   void Allocate(size_t n);
 
+  // Blocks replaced while lent, kept (at most kMaxRetired, oldest dropped first) to be
+  // written again once no loan of them is out.
+  static constexpr size_t kMaxRetired = 4;
+
   std::vector<std::shared_ptr<LendableFloats>> blocks_;
+  std::vector<std::shared_ptr<LendableFloats>> retired_;
   size_t size_ = 0;
   uint64_t copies_on_write_ = 0;
 };

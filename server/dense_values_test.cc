@@ -81,6 +81,39 @@ TEST(DenseValuesTest, WritesCopyLentBlocksOnly) {
   EXPECT_EQ(Joined(lent), Expected(kBlock - 2, 4, 0.0f));
 }
 
+// A copy on write reuses a block an earlier copy left behind once its loans are back
+// (no fresh pages), never one still lent.
+TEST(DenseValuesTest, CopiesReuseReturnedBlocks) {
+  DenseValues v(kBlock);
+  Fill(&v, 0.0f);
+  auto first = [&v] {
+    const float* p = nullptr;
+    v.ConstRuns(0, 1, [&p](size_t, const float* w, size_t) { p = w; });
+    return p;
+  };
+  const float* original = first();
+  std::vector<LentBytes> a;
+  v.Lend(0, kBlock, 0, &a);
+  Fill(&v, 1.0f);  // Copies: the original is still lent.
+  const float* second = first();
+  EXPECT_NE(second, original);
+  std::vector<LentBytes> b;
+  v.Lend(0, kBlock, 0, &b);
+  Fill(&v, 2.0f);  // Copies again: the original is still lent, so a third block.
+  const float* third = first();
+  EXPECT_NE(third, original);
+  EXPECT_NE(third, second);
+  a.clear();  // The original comes back.
+  std::vector<LentBytes> c;
+  v.Lend(0, kBlock, 0, &c);
+  Fill(&v, 3.0f);
+  EXPECT_EQ(first(), original);
+  EXPECT_EQ(v.copies_on_write(), 3u);
+  EXPECT_EQ(Joined(b), Expected(0, kBlock, 1.0f));
+  EXPECT_EQ(Joined(c), Expected(0, kBlock, 2.0f));
+  EXPECT_EQ(Read(v, 0, kBlock), Expected(0, kBlock, 3.0f));
+}
+
 // A loan outlives the values it came from (a pull still sending when its job is
 // dropped), and a reassignment leaves it alone.
 TEST(DenseValuesTest, LoansOutliveAssignAndTheValues) {
