@@ -75,10 +75,14 @@ Table::Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64
       num_slots_(NumSlots(config_.optimizer.kind)),
       slots_(num_slots_) {
   if (!config_.sparse) {
-    dense_ = DenseValues(local_count_);
-    dense_.MutableRuns(0, local_count_, [&](size_t at, float* w, size_t k) {
-      for (size_t i = 0; i < k; ++i) w[i] = InitialValue(config_, seed_, local_begin_ + at + i, 0);
-    });
+    dense_ = DenseValues(local_count_);  // Zeros: the values of a zero initialiser.
+    if (config_.init != InitKind::kZeros && config_.init_scale != 0.0f) {
+      dense_.MutableRuns(0, local_count_, [&](size_t at, float* w, size_t k) {
+        for (size_t i = 0; i < k; ++i) {
+          w[i] = InitialValue(config_, seed_, local_begin_ + at + i, 0);
+        }
+      });
+    }
     for (int s = 0; s < num_slots_; ++s) {
       slots_[s] = HugeValues(local_count_, InitialSlotValue(config_.optimizer, s));
     }
