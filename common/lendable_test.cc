@@ -30,12 +30,17 @@ TEST(LendableFloatsTest, LoansKeepTheMemoryAndAreCounted) {
   EXPECT_TRUE(weak.expired());
 }
 
-// Loans returned on other threads after reading (as gRPC threads do): once the owner
-// sees none out it writes, and no reader saw a write (for --config=tsan too).
-TEST(LendableFloatsTest, LoansReturnedOnOtherThreads) {
+// Loans returned on other threads after reading (as gRPC threads do): the owner
+// writes as soon as it sees none out, before the readers are joined, and no reader
+// saw that write. Were lent() false too early, readers would see the next round's
+// values; were its order weaker than acquire, --config=tsan would report the write.
+TEST(LendableFloatsTest, OwnerWritesOnlyOnceEveryLoanIsBack) {
   auto floats = LendableFloats::Make(1024);
+  auto fill = [&floats](float v) {
+    for (size_t i = 0; i < floats->size(); ++i) floats->data()[i] = v;
+  };
+  fill(0.0f);
   for (int round = 0; round < 200; ++round) {
-    for (size_t i = 0; i < floats->size(); ++i) floats->data()[i] = static_cast<float>(round);
     std::vector<std::thread> readers;
     std::vector<int> bad(4, 0);
     for (int r = 0; r < 4; ++r) {
@@ -46,6 +51,7 @@ TEST(LendableFloatsTest, LoansReturnedOnOtherThreads) {
       });
     }
     while (floats->lent()) std::this_thread::yield();
+    fill(static_cast<float>(round + 1));  // The readers may still be running.
     for (std::thread& t : readers) t.join();
     for (int r = 0; r < 4; ++r) ASSERT_EQ(bad[r], 0) << "round " << round;
   }

@@ -40,12 +40,13 @@ TEST(ParallelCopyTest, CopiesEveryByteAndNothingElse) {
 // piece boundary falls inside a run or between two.
 TEST(ParallelCopyTest, GathersRunsInOrder) {
   const size_t mib = size_t{1} << 20;
-  // Under 64 MiB in all (memcpy per run), and over it (streaming stores), with runs
-  // and a destination at odd addresses.
-  // Exactly 64 MiB with empty runs first and last: streamed.
-  for (size_t last : {25 * mib + 1, 60 * mib + 3, size_t{0}}) {
-    std::vector<size_t> sizes = {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, last};
-    if (last == 0) sizes = {0, 31 * mib, 33 * mib, 0};
+  // Under 64 MiB in all (memcpy per run), over it and exactly 64 MiB (streaming
+  // stores), with runs and a destination at odd addresses, empty runs first and last.
+  const std::vector<std::vector<size_t>> cases = {
+      {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, 25 * mib + 1},
+      {3 * mib, 0, 9 * mib + 5, 1, 0, 2 * mib, 60 * mib + 3},
+      {0, 31 * mib, 33 * mib, 0}};
+  for (const std::vector<size_t>& sizes : cases) {
     size_t total = 0;
     for (size_t size : sizes) total += size;
     const std::string src = Pattern(total);

@@ -180,22 +180,30 @@ grpc::Slice BufferPool::Wrap(std::unique_ptr<std::string> buffer) {
       loan);
 }
 
-void AppendWithLent(const grpc::Slice& copied, std::vector<LentBytes>* lent,
-                    std::vector<grpc::Slice>* out) {
-  size_t at = 0;  // Of `copied`, appended so far.
+void BufferPool::AppendSlices(std::unique_ptr<std::string> copied, std::vector<LentBytes>* lent,
+                              std::vector<grpc::Slice>* out) {
+  const size_t size = copied->size();
+  grpc::Slice buffer;
+  if (size > 0) {
+    buffer = Wrap(std::move(copied));
+  } else {
+    Put(std::move(copied));
+  }
+  size_t at = 0;  // Of the copied bytes, appended so far.
   for (LentBytes& l : *lent) {
     // Offsets out of order or past the copied bytes are a producer's bug: the message
     // would be garbled.
-    PS_CHECK(l.at >= at && l.at <= copied.size()) << "lent bytes at " << l.at << " after " << at
-                                                  << " of " << copied.size() << " copied";
-    if (l.at > at) out->push_back(copied.sub(at, l.at));
+    PS_CHECK(l.at >= at && l.at <= size)
+        << "lent bytes at " << l.at << " after " << at << " of " << size << " copied";
+    if (l.at > at) out->push_back(buffer.sub(at, l.at));
     at = l.at;
     auto* loan = new std::shared_ptr<const void>(std::move(l.keep));
     out->emplace_back(
         const_cast<char*>(l.data), l.size,
         [](void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }, loan);
   }
-  if (copied.size() > at) out->push_back(copied.sub(at, copied.size()));
+  lent->clear();
+  if (size > at) out->push_back(at == 0 ? std::move(buffer) : buffer.sub(at, size));
 }
 
 }  // namespace ps::wire

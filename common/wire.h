@@ -78,13 +78,6 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std
 // Appends the tag and length of a length-delimited `field` of `size` bytes to `out`.
 void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out);
 
-// Appends the slices of bytes made of `copied` (a slice of a buffer, possibly empty)
-// with each of `lent` inserted at its `at` offset of `copied`, in order of `at`. A lent
-// range's slice is its memory where it lies and holds its loan (moved out of `lent`)
-// until gRPC drops the slice.
-void AppendWithLent(const grpc::Slice& copied, std::vector<LentBytes>* lent,
-                    std::vector<grpc::Slice>* out);
-
 // Strings kept for reuse: their capacity stays mapped, so filling them again costs no
 // page faults (fresh pages cost more than the copy on this machine kind, DESIGN.md
 // "Performance facts"). At most `max_free` are kept and none past `max_bytes`.
@@ -98,6 +91,12 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   // A slice of the whole of `buffer` that hands it back to this pool when gRPC drops
   // the slice. The pool must be owned by a shared_ptr; the slice keeps it alive.
   grpc::Slice Wrap(std::unique_ptr<std::string> buffer);
+  // Appends to `out` the slices of a message's bytes: `copied` (wrapped as by Wrap, or
+  // handed back at once when empty) with each of `lent` inserted at its `at` offset of
+  // it, in order of `at`. A lent range's slice is its memory where it lies and holds its
+  // loan until gRPC drops the slice; `lent` is left empty.
+  void AppendSlices(std::unique_ptr<std::string> copied, std::vector<LentBytes>* lent,
+                    std::vector<grpc::Slice>* out);
 
  private:
   const size_t max_free_;

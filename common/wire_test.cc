@@ -150,13 +150,14 @@ TEST(WireTest, BuiltMessageParsesAsProtobuf) {
 }
 
 // Lent ranges land at their offsets among the copied bytes (at the start, in the
-// middle, twice at one offset, at the end), and their loans are held by the slices
-// until the message is gone.
-TEST(WireTest, AppendWithLentInterleavesAndHoldsTheLoans) {
+// middle, twice at one offset, at the end), their loans are held by the slices until
+// the message is gone, and the copied bytes' buffer then goes back to the pool (at
+// once when nothing was copied).
+TEST(BufferPoolTest, AppendSlicesInterleavesLentBytesAndHoldsTheLoans) {
+  auto pool = std::make_shared<BufferPool>(2, 1 << 20);
   auto floats = LendableFloats::Make(4);
   const char* lendable = reinterpret_cast<const char*>(floats->data());
   std::memcpy(floats->data(), "ABCDEFGHIJKLMNOP", 16);
-  const std::string copied = "0123456789";
   std::vector<LentBytes> lent = {
       {0, lendable, 2, LendableFloats::Lend(floats)},
       {4, lendable + 2, 3, LendableFloats::Lend(floats)},
@@ -164,10 +165,14 @@ TEST(WireTest, AppendWithLentInterleavesAndHoldsTheLoans) {
       {10, lendable + 6, 10, LendableFloats::Lend(floats)},
   };
   std::vector<grpc::Slice> slices;
+  const std::string* copied_buffer = nullptr;
   {
+    std::unique_ptr<std::string> copied = pool->Get();
+    *copied = "0123456789";
+    copied_buffer = copied.get();
     std::vector<grpc::Slice> out;
-    AppendWithLent(grpc::Slice(copied), &lent, &out);
-    lent.clear();
+    pool->AppendSlices(std::move(copied), &lent, &out);
+    EXPECT_TRUE(lent.empty());
     EXPECT_TRUE(floats->lent());
     grpc::ByteBuffer message(out.data(), out.size());
     out.clear();
@@ -179,15 +184,22 @@ TEST(WireTest, AppendWithLentInterleavesAndHoldsTheLoans) {
   EXPECT_TRUE(floats->lent());
   slices.clear();
   EXPECT_FALSE(floats->lent());
+  std::unique_ptr<std::string> back = pool->Get();  // The copied bytes' buffer is back.
+  EXPECT_EQ(back.get(), copied_buffer);
 
   std::vector<grpc::Slice> only_copied;
   std::vector<LentBytes> none;
-  AppendWithLent(grpc::Slice(copied), &none, &only_copied);
+  std::unique_ptr<std::string> copied = pool->Get();
+  *copied = "0123456789";
+  pool->AppendSlices(std::move(copied), &none, &only_copied);
   ASSERT_EQ(only_copied.size(), 1u);
-  EXPECT_EQ(only_copied[0].size(), copied.size());
+  EXPECT_EQ(only_copied[0].size(), 10u);
   std::vector<grpc::Slice> empty;
-  AppendWithLent(grpc::Slice(), &none, &empty);
+  back->clear();
+  const std::string* empty_buffer = back.get();
+  pool->AppendSlices(std::move(back), &none, &empty);
   EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(pool->Get().get(), empty_buffer);  // Handed back at once.
 }
 
 TEST(BufferPoolTest, WrappedBuffersComeBackWithTheirCapacity) {

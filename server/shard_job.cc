@@ -254,6 +254,14 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       p.table->ReadDense(p.begin, p.count, out);
     }
   };
+  // Room for the bytes copied into `out`: every value, less dense ones that are lent.
+  auto reserve = [&] {
+    uint64_t copied = floats;
+    for (const Parsed& p : parsed) {
+      if (lent != nullptr && !p.table->sparse()) copied -= p.floats();
+    }
+    out->reserve(out->size() + copied * sizeof(float));
+  };
   {
     ReaderMutexLock lock(&mu_);
     if (closed_) return absl::UnavailableError("shard is shutting down");
@@ -271,7 +279,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       // key); a pull that must create rows starts over under the exclusive lock.
       const size_t start = out->size();
       const size_t lent_start = lent != nullptr ? lent->size() : 0;
-      if (lent == nullptr) out->reserve(start + floats * sizeof(float));
+      reserve();
       for (const Parsed& p : parsed) {
         if (!p.table->sparse()) {
           read_dense(p);
@@ -316,7 +324,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       if (p.table->sparse()) p.table->CreateRows(p.keys);
     }
   }
-  if (lent == nullptr) out->reserve(out->size() + floats * sizeof(float));
+  reserve();
   for (const Parsed& p : parsed) {
     if (p.table->sparse()) {
       p.table->ReadRows(p.keys, out);

@@ -99,15 +99,7 @@ class PullReactor final : public grpc::ServerUnaryReactor {
       std::vector<grpc::Slice> slices;
       slices.reserve(2 + 2 * lent_.size());
       slices.emplace_back(bytes);
-      const size_t copied = values_->size();
-      grpc::Slice buffer;
-      if (copied > 0) {
-        buffer = buffers_->Wrap(std::move(values_));
-      } else {
-        buffers_->Put(std::move(values_));
-      }
-      wire::AppendWithLent(buffer, &lent_, &slices);
-      lent_.clear();
+      buffers_->AppendSlices(std::move(values_), &lent_, &slices);
       *response_ = grpc::ByteBuffer(slices.data(), slices.size());
       return FinishWith(absl::OkStatus());
     }

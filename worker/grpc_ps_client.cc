@@ -716,17 +716,7 @@ void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const Dens
   std::unique_ptr<std::string> gathered = buffers_->Get();
   std::vector<LentBytes> lent;
   GatherValues(part, dense, sparse, gathered.get(), encoding, &lent);
-  if (lent.empty()) {
-    out->push_back(buffers_->Wrap(std::move(gathered)));
-    return;
-  }
-  grpc::Slice copied;
-  if (gathered->empty()) {
-    buffers_->Put(std::move(gathered));
-  } else {
-    copied = buffers_->Wrap(std::move(gathered));
-  }
-  wire::AppendWithLent(copied, &lent, out);
+  buffers_->AppendSlices(std::move(gathered), &lent, out);
 }
 
 absl::StatusOr<std::vector<ShardJobStats>> GrpcPsClient::GetStats(const std::string& job_id,
