@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <system_error>
+
+#include <sys/resource.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -70,6 +73,21 @@ std::string Row::ToText() const {
   }
   return out;
 }
+
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec * 1e-6; };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
+
+double Rounds::Best() const {
+  return seconds.empty() ? 0 : *std::min_element(seconds.begin(), seconds.end());
+}
+
+double Rounds::Mean() const { return seconds.empty() ? 0 : Total() / seconds.size(); }
+
+double Rounds::Total() const { return std::accumulate(seconds.begin(), seconds.end(), 0.0); }
 
 double Quantile(std::vector<double>* v, double q) {
   if (v->empty()) return 0;

@@ -40,6 +40,19 @@ inline double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// CPU seconds (user + system) this process has used, on all its threads: the shards,
+// clients and echo server of a run all live in it.
+double CpuSeconds();
+
+// Times of repeated rounds of one measurement, and the CPU they took.
+struct Rounds {
+  std::vector<double> seconds;  // Wall seconds of each round.
+  double cpu_s = 0;             // CPU seconds of all of them together.
+  double Best() const;          // The shortest round; 0 when there is none.
+  double Mean() const;          // 0 when there is none.
+  double Total() const;
+};
+
 // The q-quantile (0..1) of `v` (sorted in place); 0 for an empty vector.
 double Quantile(std::vector<double>* v, double q);
 

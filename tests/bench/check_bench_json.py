@@ -3,8 +3,10 @@ import json
 import sys
 
 REQUIRED = {
-    "dense": ["floats", "shards", "clients", "gradients", "ours_gbps", "raw_gbps", "ratio",
-              "sequential_gbps", "sequential_ratio"],
+    "dense": ["floats", "shards", "clients", "gradients", "rounds", "ours_gbps",
+              "ours_mean_gbps", "raw_gbps", "raw_mean_gbps", "ratio", "mean_ratio",
+              "sequential_gbps", "sequential_ratio", "cpu_s_per_gb", "raw_cpu_s_per_gb",
+              "cpu_ratio", "cpu_cores", "raw_cpu_cores"],
     "sparse": ["keys", "dim", "dist", "shards", "pull_keys_per_s", "push_keys_per_s",
                "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
     "latency": ["op", "bytes", "p50_us", "p99_us", "calls_per_s", "raw_p50_us", "ratio"],
@@ -14,7 +16,10 @@ REQUIRED = {
                    "pause_share"],
 }
 # Figures that must be > 0 (the others may be 0, e.g. wait_ms with one worker).
-POSITIVE = {"ours_gbps", "raw_gbps", "ratio", "sequential_gbps", "sequential_ratio", "pull_keys_per_s", "push_keys_per_s",
+POSITIVE = {"ours_gbps", "raw_gbps", "ratio", "sequential_gbps", "sequential_ratio",
+            "rounds", "ours_mean_gbps", "raw_mean_gbps", "mean_ratio", "cpu_s_per_gb",
+            "raw_cpu_s_per_gb", "cpu_ratio", "cpu_cores", "raw_cpu_cores",
+            "pull_keys_per_s", "push_keys_per_s",
             "pull_gbps", "push_gbps", "memcpy_gbps", "p50_us", "p99_us", "calls_per_s",
             "raw_p50_us", "samples_per_s", "iter_ms", "speedup", "ours_mbps", "raw_mbps",
             "restore_s"}

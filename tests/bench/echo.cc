@@ -74,13 +74,15 @@ EchoClient::EchoClient(const std::string& address, int channels) {
   }
 }
 
-double EchoClient::BestRoundSeconds(size_t bytes, size_t chunk, int iters) {
+Rounds EchoClient::TimeRounds(size_t bytes, size_t chunk, int iters) {
   const size_t calls = (bytes + chunk - 1) / chunk;
   const size_t last = bytes - (calls - 1) * chunk;
   const grpc::ByteBuffer full = Payload(std::min(chunk, bytes));
   const grpc::ByteBuffer tail = Payload(last);
-  double best = -1;
+  Rounds rounds;
+  double cpu0 = 0;
   for (int i = -1; i < iters; ++i) {
+    if (i == 0) cpu0 = CpuSeconds();
     std::vector<grpc::ClientContext> contexts(calls);
     std::vector<grpc::ByteBuffer> replies(calls);
     std::mutex mu;
@@ -101,11 +103,11 @@ double EchoClient::BestRoundSeconds(size_t bytes, size_t chunk, int iters) {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return done == calls; });
     }
-    if (failed) return -1;
-    const double s = SecondsSince(t0);
-    if (i >= 0 && (best < 0 || s < best)) best = s;
+    if (failed) return Rounds();
+    if (i >= 0) rounds.seconds.push_back(SecondsSince(t0));
   }
-  return best;
+  rounds.cpu_s = CpuSeconds() - cpu0;
+  return rounds;
 }
 
 std::vector<double> EchoClient::RoundTripsUs(size_t bytes, int n) {
@@ -142,12 +144,20 @@ EchoBest BestEcho(const EchoServer& server, size_t bytes, const std::vector<size
     EchoClient client(server.address(), c);
     for (size_t chunk : chunks) {
       if (chunk > bytes && chunk != chunks.front()) continue;  // Same as a smaller chunk.
-      const double s = client.BestRoundSeconds(bytes, chunk, iters);
-      if (s <= 0) continue;
-      const double gbps = 2.0 * static_cast<double>(bytes) / s / 1e9;
+      const Rounds r = client.TimeRounds(bytes, chunk, iters);
+      if (r.seconds.empty()) continue;
+      const double moved = 2.0 * static_cast<double>(bytes);
+      const double gbps = moved / r.Best() / 1e9;
       PS_LOG(INFO) << "echo " << bytes << " B in " << (chunk >> 10) << " KiB calls over " << c
-                   << " channels: " << gbps << " GB/s";
-      if (gbps > best.gbps) best = EchoBest{gbps, chunk, c};
+                   << " channels: " << gbps << " GB/s (best round)";
+      if (gbps > best.gbps) {
+        best = EchoBest{gbps,
+                        moved / r.Mean() / 1e9,
+                        r.cpu_s / (moved * r.seconds.size() / 1e9),
+                        r.cpu_s / r.Total(),
+                        chunk,
+                        c};
+      }
     }
   }
   return best;

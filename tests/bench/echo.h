@@ -12,6 +12,7 @@
 
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "tests/bench/bench_util.h"
 
 namespace ps::bench {
 
@@ -35,9 +36,8 @@ class EchoClient {
   EchoClient(const std::string& address, int channels);
 
   // Moves `bytes` to the server and back in calls of `chunk` bytes, all in flight at
-  // once; returns seconds of the best of `iters` rounds (after one warm-up), or -1 on
-  // a failed call.
-  double BestRoundSeconds(size_t bytes, size_t chunk, int iters);
+  // once, `iters` times after one warm-up round; empty rounds on a failed call.
+  Rounds TimeRounds(size_t bytes, size_t chunk, int iters);
   // Round-trip times (µs) of `n` sequential calls of `bytes` each; empty on failure.
   std::vector<double> RoundTripsUs(size_t bytes, int n);
 
@@ -46,13 +46,17 @@ class EchoClient {
 };
 
 struct EchoBest {
-  double gbps = 0;  // Request + reply bytes per second, 1e9.
+  double gbps = 0;       // Request + reply bytes per second, 1e9: of the best round.
+  double mean_gbps = 0;  // The same over all rounds of that chunk size and channel count.
+  double cpu_s_per_gb = 0;  // CPU seconds (all threads) per 1e9 bytes, over those rounds.
+  double cpu_cores = 0;     // CPU seconds per wall second over those rounds.
   size_t chunk = 0;
   int channels = 0;
 };
 
 // The fastest raw echo of `bytes` (request + reply counted together, so comparable
-// with push + pull of `bytes`) over chunk sizes `chunks` and channel counts `channels`.
+// with push + pull of `bytes`) over chunk sizes `chunks` and channel counts `channels`:
+// the configuration with the best round.
 EchoBest BestEcho(const EchoServer& server, size_t bytes, const std::vector<size_t>& chunks,
                   const std::vector<int>& channels, int iters);
 

@@ -7,7 +7,10 @@
 //       --dense_shards=2 --dense_clients=1 [--no_baseline]   (one configuration, e.g. under perf)
 //
 // Modes (each a key of the JSON object on stdout, a list of rows):
-//   dense       push+pull of dense tensors vs the best raw gRPC echo of the same bytes
+//   dense       push+pull of dense tensors vs the best raw gRPC echo of the same bytes:
+//               both timed in rounds (a round ends with its last reply), compared
+//               best round to best round (`ratio`) and mean to mean (`mean_ratio`),
+//               with the CPU seconds per GB each took (`cpu_ratio`: ours / raw)
 //   sparse      pull and push of 100k keys per call vs memcpy of the same bytes
 //   latency     small (1 KiB) pull/push round trips vs a raw 1 KiB echo
 //   e2e         training samples/s of bundled jobs with 1 and 2 workers
@@ -70,7 +73,7 @@ struct Args {
   std::vector<int> dense_shards;
   std::vector<int> dense_clients;
   bool no_baseline = false;  // Profiling ours alone: no raw echo, ratios 0.
-  double dense_gb = 0.5;     // Parameter bytes moved per dense row (push + pull).
+  double dense_gb = 1.0;  // GB (push + pull) a dense row moves sequentially, and pipelined.
   double sparse_s = 0.5;     // Seconds of pulls, and of pushes, per sparse row.
   // Sparse sweep limits (empty: the mode's defaults), to profile one configuration.
   std::vector<uint32_t> sparse_dims;
@@ -207,13 +210,28 @@ TableSpec Table(const std::string& name, TableSpec::Kind kind, uint64_t size, ui
   return t;
 }
 
-// Runs `fn(i)` on `n` threads at once; returns the wall seconds until all finished.
+// Runs `fn(i)` on `n` threads at once (on this one when n is 1); returns the wall
+// seconds until all finished.
 double RunParallel(int n, const std::function<void(int)>& fn) {
   const auto t0 = Clock::now();
+  if (n == 1) {
+    fn(0);
+    return SecondsSince(t0);
+  }
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) threads.emplace_back(fn, i);
   for (auto& t : threads) t.join();
   return SecondsSince(t0);
+}
+
+// `rounds` rounds of `fn(i)` run by `n` clients at once: a round ends when every
+// client's call has returned, as an echo round ends with its last reply.
+Rounds TimeRounds(int n, int rounds, const std::function<void(int)>& fn) {
+  Rounds r;
+  const double cpu0 = CpuSeconds();
+  for (int k = 0; k < rounds; ++k) r.seconds.push_back(RunParallel(n, fn));
+  r.cpu_s = CpuSeconds() - cpu0;
+  return r;
 }
 
 // ---- dense ----------------------------------------------------------------------
@@ -245,7 +263,7 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
     EchoServer echo;
     for (uint64_t floats : sizes) {
       const size_t bytes = floats * sizeof(float);
-      const int iters = bytes >= 64 * kMiB ? 3 : 6;
+      const int iters = bytes >= 256 * kMiB ? 5 : 8;
       raw[floats] = BestEcho(echo, bytes, {1 * kMiB, 4 * kMiB, 16 * kMiB}, {1, 2, 4}, iters);
     }
   }
@@ -275,51 +293,45 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
       const double bytes = static_cast<double>(floats) * sizeof(float);
       for (int c : client_counts) {
         if (bf16 && c != client_counts.front()) continue;
-        // Enough rounds to move about --dense_gb (at least 2), after one warm-up round
+        // Enough rounds to move about --dense_gb (at least 5), after one warm-up round
         // of each client (connections, first touch of the table).
-        const int iters = std::clamp(static_cast<int>(a.dense_gb * 1e9 / (2 * bytes * c)), 2, 400);
+        const int iters = std::clamp(static_cast<int>(a.dense_gb * 1e9 / (2 * bytes * c)), 5, 400);
         std::vector<double> push_s(c, 0), pull_s(c, 0);
         // Sequential: Push(clock), then Pull(clock + 1), each call timed.
-        auto round = [&](int i, int n, bool timed) {
+        auto round = [&](int i, bool timed) {
           DenseRef grad{"w", 0, floats, grads[i]->data(), grads[i]};
           DenseRef param{"w", 0, floats, params[i].data()};
-          for (int k = 0; k < n; ++k) {
-            const uint64_t clock = next_clock[i]++;
-            const auto t0 = Clock::now();
-            if (auto s = clients[i]->Push(job, i, clock, {&grad, 1}, {}); !s.ok()) {
-              Fail("push", s);
-            }
-            const auto t1 = Clock::now();
-            if (auto s = clients[i]->Pull(job, i, clock + 1, {&param, 1}, {}); !s.ok()) {
-              Fail("pull", s);
-            }
-            if (timed) {
-              push_s[i] += std::chrono::duration<double>(t1 - t0).count();
-              pull_s[i] += SecondsSince(t1);
-            }
+          const uint64_t clock = next_clock[i]++;
+          const auto t0 = Clock::now();
+          if (auto s = clients[i]->Push(job, i, clock, {&grad, 1}, {}); !s.ok()) Fail("push", s);
+          const auto t1 = Clock::now();
+          if (auto s = clients[i]->Pull(job, i, clock + 1, {&param, 1}, {}); !s.ok()) {
+            Fail("pull", s);
+          }
+          if (timed) {
+            push_s[i] += std::chrono::duration<double>(t1 - t0).count();
+            pull_s[i] += SecondsSince(t1);
           }
         };
         // Pipelined: the same, as the trainer calls it (PushPull: the values of one
         // part come back while the gradients of the next go out).
-        auto pipelined = [&](int i, int n) {
+        auto pipelined = [&](int i) {
           DenseRef grad{"w", 0, floats, grads[i]->data(), grads[i]};
           DenseRef param{"w", 0, floats, params[i].data()};
-          for (int k = 0; k < n; ++k) {
-            const uint64_t clock = next_clock[i]++;
-            if (auto s = clients[i]->PushPull(job, i, clock, {&grad, 1}, {}, {&param, 1}, {});
-                !s.ok()) {
-              Fail("push-pull", s);
-            }
+          const uint64_t clock = next_clock[i]++;
+          if (auto s = clients[i]->PushPull(job, i, clock, {&grad, 1}, {}, {&param, 1}, {});
+              !s.ok()) {
+            Fail("push-pull", s);
           }
         };
         RunParallel(c, [&](int i) {
-          if (!warm[i]) round(i, 1, false);
+          if (!warm[i]) round(i, false);
         });
         for (int i = 0; i < c; ++i) warm[i] = true;
-        const double sequential_wall = RunParallel(c, [&](int i) { round(i, iters, true); });
-        const double wall = RunParallel(c, [&](int i) { pipelined(i, iters); });
-        const double gbps = 2 * bytes * c * iters / wall / 1e9;
-        const double sequential_gbps = 2 * bytes * c * iters / sequential_wall / 1e9;
+        const Rounds sequential = TimeRounds(c, iters, [&](int i) { round(i, true); });
+        const Rounds ours = TimeRounds(c, iters, pipelined);
+        const double moved = 2 * bytes * c;  // Per round: push + pull of every client.
+        const double cpu_s_per_gb = ours.cpu_s / (moved * iters / 1e9);
         // Dense blocks a push had to copy because a pull was still sending them
         // (server/dense_values.h), in this row's rounds.
         uint64_t copies = 0;
@@ -332,21 +344,31 @@ void RunDense(const Args& a, std::vector<Row>* rows) {
         const uint64_t row_copies = copies >= copies_before ? copies - copies_before : copies;
         copies_before = copies;
         const EchoBest& r = raw[floats];
+        auto ratio = [](double ours, double raw) { return raw > 0 ? ours / raw : 0; };
         Row row;
         row.Set("floats", static_cast<double>(floats))
             .Set("shards", shards)
             .Set("clients", c)
             .Set("gradients", bf16 ? "bf16" : "float32")
-            .Set("ours_gbps", gbps)
-            .Set("sequential_gbps", sequential_gbps)
+            .Set("rounds", iters)
+            .Set("ours_gbps", moved / ours.Best() / 1e9)
+            .Set("ours_mean_gbps", moved / ours.Mean() / 1e9)
+            .Set("sequential_gbps", moved / sequential.Best() / 1e9)
             .Set("push_ms", push_s[0] * 1e3 / iters)
             .Set("pull_ms", pull_s[0] * 1e3 / iters)
+            .Set("cpu_s_per_gb", cpu_s_per_gb)
+            .Set("cpu_cores", ours.cpu_s / ours.Total())
             .Set("raw_gbps", r.gbps)
+            .Set("raw_mean_gbps", r.mean_gbps)
+            .Set("raw_cpu_s_per_gb", r.cpu_s_per_gb)
+            .Set("raw_cpu_cores", r.cpu_cores)
             .Set("raw_chunk_mib", static_cast<double>(r.chunk) / kMiB)
             .Set("raw_channels", r.channels)
             .Set("copies_on_write", static_cast<double>(row_copies))
-            .Set("ratio", r.gbps > 0 ? gbps / r.gbps : 0)
-            .Set("sequential_ratio", r.gbps > 0 ? sequential_gbps / r.gbps : 0);
+            .Set("ratio", ratio(moved / ours.Best() / 1e9, r.gbps))
+            .Set("mean_ratio", ratio(moved / ours.Mean() / 1e9, r.mean_gbps))
+            .Set("sequential_ratio", ratio(moved / sequential.Best() / 1e9, r.gbps))
+            .Set("cpu_ratio", ratio(cpu_s_per_gb, r.cpu_s_per_gb));
         PS_LOG(INFO) << "dense: " << row.ToText();
         rows->push_back(std::move(row));
       }
