@@ -13,7 +13,9 @@
 # RUNDIR (default /tmp/ps-cluster) holds logs/NAME.log per daemon, logs/supervisor.log
 # (restarts), pids/, and each daemon's RocksDB directory under data/. The *_flags
 # options add flags (split at spaces) to every daemon of that kind, e.g.
-# --coordinator_flags="--heartbeat_timeout_ms=2000". Binaries come
+# --coordinator_flags="--heartbeat_timeout_ms=2000". Each worker gets --cpu_threads=
+# the host's cores / (shards + workers), at least 1, so that the workers' OpenBLAS
+# threads leave the shards their share (a --worker_flags value overrides it). Binaries come
 # from --bin (default: the workspace's bazel-bin); build them first with
 #   bazel build //server:ps_server //server/coordinator:ps_coordinator //worker:ps_worker //client:psctl
 set -euo pipefail
@@ -134,10 +136,12 @@ start() {
     launch "shard$i" "$shard" --host=127.0.0.1 --port="$p" --shard_id="$i" --num_shards="$SHARDS" \
       --data_dir="$RUNDIR/data/shard$i" --coordinator="$addr" $SHARD_FLAGS
   done
+  local cpu_threads=$(($(nproc) / (SHARDS + WORKERS)))
+  [ "$cpu_threads" -ge 1 ] || cpu_threads=1
   for ((i = 0; i < WORKERS; i++)); do
     : >"$RUNDIR/logs/worker$i.log"
     launch "worker$i" "$worker" --coordinator="$addr" --device="$DEVICE" --data_root="$DATA_ROOT" \
-      $WORKER_FLAGS
+      --cpu_threads="$cpu_threads" $WORKER_FLAGS
   done
   for ((i = 0; i < SHARDS; i++)); do
     wait_for_line "$RUNDIR/logs/shard$i.log" "registered with the coordinator" 60

@@ -4,7 +4,7 @@
 //   ps_worker --job=JOB.textproto --rank=R --num_workers=W --shards=H:P,H:P
 // Managed, for days: registers with the coordinator, trains what it is assigned,
 // reports progress, and waits for the next job:
-//   ps_worker --coordinator=HOST:PORT [--device=auto|cpu|gpu]
+//   ps_worker --coordinator=HOST:PORT [--device=auto|cpu|gpu] [--cpu_threads=N]
 #include <signal.h>
 
 #include <atomic>
@@ -27,6 +27,7 @@
 #include "common/tls.h"
 #include "google/protobuf/text_format.h"
 #include "grpcpp/grpcpp.h"
+#include "worker/compute/openblas_gemm.h"
 #include "worker/grpc_ps_client.h"
 #include "worker/trainer.h"
 
@@ -37,6 +38,10 @@ ABSL_FLAG(int, rank, 0, "Standalone mode: this worker's rank, 0 .. num_workers-1
 ABSL_FLAG(int, num_workers, 0, "Standalone mode: workers of the job (default: the spec's).");
 ABSL_FLAG(std::string, shards, "", "Standalone mode: shard addresses H:P,H:P in shard order.");
 ABSL_FLAG(std::string, device, "auto", "Where to compute: auto (GPU if present), cpu or gpu.");
+ABSL_FLAG(int, cpu_threads, 0,
+          "Threads of each matrix product on the CPU (OpenBLAS); 0: OpenBLAS's default "
+          "(OPENBLAS_NUM_THREADS, else one per core). Daemons sharing a host should divide "
+          "its cores, as deploy/local_cluster.sh does.");
 ABSL_FLAG(std::string, data_root, ".", "Relative data paths in job specs resolve under it.");
 ABSL_FLAG(int, rpc_timeout_s, 120, "Deadline of each parameter-server call, in seconds.");
 ABSL_FLAG(int, transient_retry_s, 600,
@@ -281,6 +286,12 @@ int Run() {
   if (absl::Status s = MakeChannelCredentials(TlsFilesFromFlags()).status(); !s.ok()) {
     std::fprintf(stderr, "ps_worker: %s\n", s.ToString().c_str());
     return 1;
+  }
+  if (const int threads = absl::GetFlag(FLAGS_cpu_threads); threads != 0) {
+    if (absl::Status s = compute::SetCpuGemmThreads(threads); !s.ok()) {
+      std::fprintf(stderr, "ps_worker: --cpu_threads: %s\n", s.ToString().c_str());
+      return 1;
+    }
   }
   const bool managed = !absl::GetFlag(FLAGS_coordinator).empty();
   const bool standalone = !absl::GetFlag(FLAGS_job).empty();

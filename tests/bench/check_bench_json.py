@@ -10,7 +10,7 @@ REQUIRED = {
     "sparse": ["keys", "dim", "dist", "shards", "pull_keys_per_s", "push_keys_per_s",
                "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
     "latency": ["op", "bytes", "p50_us", "p99_us", "calls_per_s", "raw_p50_us", "ratio"],
-    "e2e": ["job", "workers", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",
+    "e2e": ["job", "workers", "cpu_threads", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",
             "wait_ms", "comm_share", "speedup"],
     "checkpoint": ["floats", "ours_mbps", "raw_mbps", "ratio", "restore_s", "pause_ms",
                    "pause_share"],
@@ -18,7 +18,7 @@ REQUIRED = {
 # Figures that must be > 0 (the others may be 0, e.g. wait_ms with one worker).
 POSITIVE = {"ours_gbps", "raw_gbps", "ratio", "sequential_gbps", "sequential_ratio",
             "rounds", "ours_mean_gbps", "raw_mean_gbps", "mean_ratio", "cpu_s_per_gb",
-            "raw_cpu_s_per_gb", "cpu_ratio", "cpu_cores", "raw_cpu_cores",
+            "raw_cpu_s_per_gb", "cpu_ratio", "cpu_cores", "raw_cpu_cores", "cpu_threads",
             "pull_keys_per_s", "push_keys_per_s",
             "pull_gbps", "push_gbps", "memcpy_gbps", "p50_us", "p99_us", "calls_per_s",
             "raw_p50_us", "samples_per_s", "iter_ms", "speedup", "ours_mbps", "raw_mbps",

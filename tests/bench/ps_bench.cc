@@ -42,6 +42,7 @@
 #include "server/checkpoint_bench.h"
 #include "tests/bench/bench_util.h"
 #include "tests/bench/echo.h"
+#include "worker/compute/openblas_gemm.h"
 #include "worker/grpc_ps_client.h"
 #include "worker/ps_client_testing.h"
 #include "worker/trainer.h"
@@ -559,6 +560,7 @@ void RunLatency(const Args& a, std::vector<Row>* rows) {
 struct E2eResult {
   double samples_per_s = 0;  // All ranks together.
   double iter_ms = 0, pull_ms = 0, push_ms = 0, compute_ms = 0;  // Per clock, rank 0.
+  int cpu_threads = 0;  // OpenBLAS threads of each GEMM.
 };
 
 absl::StatusOr<JobSpec> ReadSpec(const std::string& path) {
@@ -593,6 +595,13 @@ E2eResult TrainFor(const Args& a, const JobSpec& base, uint32_t workers, uint64_
   };
   std::vector<Sums> sums(workers);
   std::vector<absl::Status> status(workers);
+  // GEMM threads as deploy/local_cluster.sh gives each worker: the cores shared by
+  // every shard and worker (OpenBLAS's pool is per process, one setting for all ranks).
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (auto s = compute::SetCpuGemmThreads(std::max(1, cores / static_cast<int>(2 + workers)));
+      !s.ok()) {
+    Fail("e2e cpu threads", s);
+  }
   RunParallel(static_cast<int>(workers), [&](int r) {
     TrainerOptions o;
     o.job_id = job;
@@ -613,6 +622,7 @@ E2eResult TrainFor(const Args& a, const JobSpec& base, uint32_t workers, uint64_
     });
   });
   E2eResult out;
+  out.cpu_threads = compute::CpuGemmThreads();
   for (uint32_t r = 0; r < workers; ++r) {
     if (!status[r].ok() && !absl::IsCancelled(status[r])) Fail("e2e train", status[r]);
     if (sums[r].iter > 0) out.samples_per_s += sums[r].clocks * rank_batch / sums[r].iter;
@@ -688,6 +698,7 @@ void RunE2e(const Args& given, std::vector<Row>* rows) {
           .Set("shards", 2)
           .Set("batch", spec->batch_size())
           .Set("clocks", static_cast<double>(clocks))
+          .Set("cpu_threads", r.cpu_threads)
           .Set("samples_per_s", r.samples_per_s)
           .Set("iter_ms", r.iter_ms)
           .Set("compute_ms", r.compute_ms)

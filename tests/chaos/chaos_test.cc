@@ -282,9 +282,11 @@ std::vector<Event> RunChaos(LocalCluster* cluster, const std::string& id,
 }
 
 TEST_F(ChaosTest, SyncJobEndsBitwiseEqualAfterTenKillEvents) {
-  // Long enough (10,680 clocks) that training outlasts ten kills: the job keeps
-  // training while a killed coordinator restarts.
-  const JobSpec spec = DigitsMlp("SYNC", 120, 32, "interval_clocks: 20");
+  // Long enough (17,800 clocks) that training outlasts ten kills: the job keeps
+  // training while a killed coordinator restarts (3,000 clocks and more each time).
+  // With 10,680 clocks the ten events took 10,600 once the workers computed on one
+  // thread each (local_cluster.sh --cpu_threads) and the last kill came after the end.
+  const JobSpec spec = DigitsMlp("SYNC", 200, 32, "interval_clocks: 20");
   const std::string ref = RunUninterrupted(spec);
   ASSERT_FALSE(ref.empty());
   const std::map<std::string, std::string> want = Export(ref);

@@ -1,6 +1,7 @@
 // 2 real ps_server processes + 2 standalone ps_worker processes train SYNC softmax on
-// the digits data; two identical runs end with bitwise identical parameters, and the
-// same job with bfloat16 gradients is as accurate.
+// the digits data; two identical runs (but for the workers' GEMM threads) end with
+// bitwise identical parameters, and the same job with bfloat16 gradients is as
+// accurate. A worker refuses a bad --cpu_threads.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -39,7 +40,8 @@ std::string DigitsJob(const std::string& name, const std::string& extra) {
   return path;
 }
 
-RunResult TrainOnce(const std::string& name, const std::string& job_extra = "") {
+RunResult TrainOnce(const std::string& name, const std::string& job_extra = "",
+                    const std::string& cpu_threads = "0") {
   const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
   const std::string job = DigitsJob(name, job_extra);
   std::vector<std::unique_ptr<Daemon>> shards;
@@ -60,7 +62,7 @@ RunResult TrainOnce(const std::string& name, const std::string& job_extra = "") 
                                      "--job=" + job,
                                      "--job_id=digits", "--rank=" + std::to_string(r),
                                      "--num_workers=2", "--shards=" + addresses,
-                                     "--device=cpu",
+                                     "--device=cpu", "--cpu_threads=" + cpu_threads,
                                      "--data_root=" + ps::testing::SourceRoot("tests/data/digits.csv.gz")};
     if (r == 1) {
       workers.push_back(ps::testing::Spawn(argv, dir + ".worker1.log"));
@@ -99,8 +101,10 @@ RunResult TrainOnce(const std::string& name, const std::string& job_extra = "") 
 }
 
 TEST(StandaloneTrainTest, SyncSoftmaxOnDigitsIsAccurateAndBitwiseReproducible) {
+  // The second run's workers compute each GEMM on one thread, the first's on
+  // OpenBLAS's default: the results do not depend on it.
   const RunResult a = TrainOnce("run_a");
-  const RunResult b = TrainOnce("run_b");
+  const RunResult b = TrainOnce("run_b", "", "1");
   std::printf("digits SYNC softmax, 2 shards x 2 workers: test accuracy %.4f / %.4f\n",
               a.accuracy, b.accuracy);
   EXPECT_GE(a.accuracy, 0.93);
@@ -119,6 +123,23 @@ TEST(StandaloneTrainTest, SyncSoftmaxOnDigitsIsAccurateAndBitwiseReproducible) {
   ASSERT_EQ(half.digests.size(), 2u);
   EXPECT_EQ(half.clocks, a.clocks);
   EXPECT_NE(half.digests, a.digests);
+}
+
+TEST(StandaloneTrainTest, WorkerRefusesANonPositiveCpuThreadCount) {
+  std::string out;
+  const std::string log = std::string(std::getenv("TEST_TMPDIR")) + "/bad_threads.log";
+  const int status = ps::testing::RunCommand(
+      {Runfile("worker/ps_worker"), "--job=" + DigitsJob("bad_threads", ""),
+       "--shards=127.0.0.1:1", "--device=cpu", "--cpu_threads=-2"},
+      &out, log);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+  std::ifstream in(log);
+  std::stringstream err;
+  err << in.rdbuf();
+  EXPECT_NE(err.str().find("--cpu_threads: INVALID_ARGUMENT: cpu gemm threads: must be at least "
+                           "1, got -2"),
+            std::string::npos)
+      << err.str();
 }
 
 }  // namespace

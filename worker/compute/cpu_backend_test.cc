@@ -343,6 +343,31 @@ TEST(BackendChecksTest, TypeOwnerAliasAndDimensionChecks) {
   EXPECT_TRUE(other->Sync().ok());  // Errors are per backend.
 }
 
+// A GEMM big enough for OpenBLAS to split over threads gives the same bits on 1 and 2
+// threads (openblas_gemm.h: it never splits along k), and the setting takes effect.
+TEST(CpuGemmThreadsTest, SettingTakesEffectAndLeavesResultsAlone) {
+  const int before = CpuGemmThreads();
+  const absl::Status bad = SetCpuGemmThreads(0);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("at least 1, got 0"), std::string::npos) << bad;
+  EXPECT_EQ(CpuGemmThreads(), before);
+  const int64_t m = 256, n = 256, k = 256;
+  const std::vector<float> a = Random(m * k, 8), b = Random(k * n, 9);
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2}) {
+    ASSERT_TRUE(SetCpuGemmThreads(threads).ok());
+    EXPECT_EQ(CpuGemmThreads(), threads);
+    std::vector<float> c(static_cast<size_t>(m * n));
+    OpenBlasGemm(false, false, m, n, k, 1.0f, a.data(), b.data(), 0.0f, c.data());
+    results.push_back(std::move(c));
+  }
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_LT(RelError(results[0], ReferenceGemm(false, false, m, n, k, 1.0f, a, b, 0.0f,
+                                               results[0])),
+            1e-5);
+  ASSERT_TRUE(SetCpuGemmThreads(before).ok());
+}
+
 TEST(BackendChecksTest, BufferMovesAndResets) {
   std::unique_ptr<Backend> be = CreateCpuBackend();
   Buffer a = be->Upload(std::vector<float>{1, 2});

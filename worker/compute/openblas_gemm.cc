@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
+
 #include "worker/compute/cpu_backend.h"
 
 namespace ps::compute {
@@ -23,5 +25,16 @@ void OpenBlasGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 std::unique_ptr<Backend> CreateOpenBlasBackend() {
   return CreateCpuBackend(OpenBlasGemm, "cpu (openblas)");
 }
+
+absl::Status SetCpuGemmThreads(int threads) {
+  if (threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu gemm threads: must be at least 1, got ", threads));
+  }
+  openblas_set_num_threads(threads);
+  return absl::OkStatus();
+}
+
+int CpuGemmThreads() { return openblas_get_num_threads(); }
 
 }  // namespace ps::compute
