@@ -111,6 +111,9 @@ absl::StatusOr<std::vector<ExportedTable>> ExportJob(CoordinatorClient* client,
     shards[s].stub = ShardService::NewStub(grpc::CreateCustomChannel(
         shards[s].address, creds != nullptr ? creds : grpc::InsecureChannelCredentials(), args));
     grpc::ClientContext ctx;
+    // A shard that is restarting (its address registered, nothing listening yet) is
+    // waited for, up to the deadline, instead of failing the export at once.
+    ctx.set_wait_for_ready(true);
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     ListTablesRequest req;
     req.set_job_id(job_id);
@@ -170,6 +173,7 @@ absl::StatusOr<std::vector<ExportedTable>> ExportJob(CoordinatorClient* client,
         slice->set_count(n);
         PullResponse resp;
         grpc::ClientContext ctx;
+        ctx.set_wait_for_ready(true);
         ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
         if (grpc::Status st = shard.stub->Pull(&ctx, req, &resp); !st.ok()) {
           return ShardError(shard, st, absl::StrCat("Pull of ", name));

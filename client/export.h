@@ -35,8 +35,10 @@ std::vector<uint64_t> ExportShape(const JobSpec& spec, const TableSpec& table);
 // have no call that lists a sparse table's keys yet. Returns what was written, in
 // name order.
 //
+// A registered shard that cannot be reached yet (restarting) is waited for, 30 s at
+// most for its table list and 60 s for each read.
 // Errors: NOT_FOUND for an unknown job or a shard without the job; UNAVAILABLE when
-// a shard is not registered or cannot be reached; DATA_LOSS when the shards' parts do
+// a shard is not registered; DEADLINE_EXCEEDED when a shard stays unreachable; DATA_LOSS when the shards' parts do
 // not cover a table exactly; OUT_OF_RANGE past the archive's 4 GiB; the file's error
 // when `out_path` cannot be written. `client` is borrowed for the call.
 absl::StatusOr<std::vector<ExportedTable>> ExportJob(CoordinatorClient* client,

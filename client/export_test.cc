@@ -4,11 +4,13 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -35,15 +37,18 @@ class FakeShard final : public ShardService::Service {
     std::vector<float> values;  // Elements [begin, begin + values.size()).
   };
 
-  FakeShard(std::string job_id, std::vector<Part> parts)
+  // Listens on 127.0.0.1:`port` (0: a free port).
+  FakeShard(std::string job_id, std::vector<Part> parts, int port = 0)
       : job_id_(std::move(job_id)), parts_(std::move(parts)) {
     grpc::ServerBuilder b;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.AddListeningPort(absl::StrCat("127.0.0.1:", port), grpc::InsecureServerCredentials(),
+                       &port_);
     b.RegisterService(this);
     server_ = b.BuildAndStart();
   }
   ~FakeShard() override { server_->Shutdown(); }
 
+  int port() const { return port_; }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
   int pulls() const { return pulls_.load(); }
 
@@ -136,16 +141,18 @@ class ExportTest : public ::testing::Test {
   }
 
   // w0 (3x2) split over both shards, b0 on shard 1, a sparse table.
-  void StartNormalShards() {
+  static std::vector<FakeShard::Part> NormalParts(int shard) {
     TableSpec emb;
     emb.set_name("emb");
     emb.set_kind(TableSpec::SPARSE);
     emb.set_dim(4);
-    StartShards({{Dense("w0", 6), 0, {0.5f, 1.5f, 2.5f, 3.5f}}, {Dense("b0", 2), 0, {}},
-                 {emb, 0, {}}},
-                {{Dense("w0", 6), 4, {4.5f, 5.5f}}, {Dense("b0", 2), 0, {10, 20}},
-                 {emb, 0, {}}});
+    if (shard == 0) {
+      return {{Dense("w0", 6), 0, {0.5f, 1.5f, 2.5f, 3.5f}}, {Dense("b0", 2), 0, {}},
+              {emb, 0, {}}};
+    }
+    return {{Dense("w0", 6), 4, {4.5f, 5.5f}}, {Dense("b0", 2), 0, {10, 20}}, {emb, 0, {}}};
   }
+  void StartNormalShards() { StartShards(NormalParts(0), NormalParts(1)); }
 
   std::string dir_, job_;
   std::unique_ptr<CoordinatorServer> server_;
@@ -194,6 +201,26 @@ TEST_F(ExportTest, GapsAndUnknownJobsAreErrors) {
   EXPECT_EQ(gap.status().code(), absl::StatusCode::kDataLoss) << gap.status();
   EXPECT_EQ(ExportJob(client_.get(), "job-000099", dir_ + "/x.npz").status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// A registered shard that is down when the export starts and comes back on its
+// address while the export waits (a supervisor restarting it) is read, not an error.
+TEST_F(ExportTest, WaitsForAShardThatIsRestarting) {
+  StartNormalShards();
+  const int port = shards_[1]->port();
+  shards_[1].reset();
+  std::unique_ptr<FakeShard> back;
+  std::thread restart([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    back = std::make_unique<FakeShard>(job_, NormalParts(1), port);
+  });
+  auto tables = ExportJob(client_.get(), job_, dir_ + "/restarted.npz");
+  restart.join();
+  ASSERT_TRUE(tables.ok()) << tables.status();
+  ASSERT_NE(back, nullptr);
+  EXPECT_EQ(back->port(), port);
+  EXPECT_GT(back->pulls(), 0);
+  EXPECT_EQ(tables->size(), 3u);
 }
 
 TEST_F(ExportTest, MissingShardIsUnavailable) {

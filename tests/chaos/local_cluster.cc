@@ -125,7 +125,9 @@ absl::StatusOr<std::vector<JobStats>> LocalCluster::ShardStats(const std::string
     req.set_with_digest(true);
     GetStatsResponse resp;
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    // A shard the supervisor is restarting is waited for.
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     const grpc::Status s = stub->GetStats(&ctx, req, &resp);
     if (!s.ok()) {
       return absl::UnavailableError(absl::StrCat("shard ", i, ": ", s.error_message()));
