@@ -23,8 +23,9 @@ ShardCore::Options Options(const std::string& name) {
 }
 
 absl::Status AddJob(ShardCore* core, Consistency mode, uint32_t every_clocks,
-                    uint32_t every_seconds) {
+                    uint32_t every_seconds, uint64_t total_clocks = 0) {
   ShardJobConfig p;
+  p.set_total_clocks(total_clocks);
   p.set_job_id("j");
   p.mutable_consistency()->set_mode(mode);
   p.set_num_workers(1);
@@ -71,6 +72,36 @@ TEST(ShardCoreTest, SyncJobsCheckpointAtClockMultiplesAndReloadOnRestart) {
   EXPECT_EQ((*job)->clock(), 4u);
   EXPECT_EQ(core->LastCheckpointClock("j"), 4u);
   EXPECT_NE((*job)->Counters(true).digest, at5);
+}
+
+// The last clock is checkpointed whatever the interval, so a shard restarted after
+// the job ended holds the finished model; without checkpoints nothing is written.
+TEST(ShardCoreTest, TheLastClockIsCheckpointedWhateverTheInterval) {
+  std::unique_ptr<ShardCore> core = *ShardCore::Open(Options("last_sync"));
+  ASSERT_TRUE(AddJob(core.get(), SYNC, 2, 0, /*total_clocks=*/5).ok());
+  for (uint64_t c = 0; c < 5; ++c) PushOnce(core.get(), c);
+  core->Drain();
+  EXPECT_EQ(*core->ListCheckpoints("j"), (std::vector<uint64_t>{2, 4, 5}));
+  const uint64_t at5 = (*core->FindJob("j"))->Counters(true).digest;
+  core.reset();
+  core = *ShardCore::Open(Options("last_sync"));
+  auto job = core->FindJob("j");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ((*job)->clock(), 5u);
+  EXPECT_EQ((*job)->Counters(true).digest, at5);
+
+  // ASYNC: its timer (an hour) never fires here; the last clock is written anyway.
+  std::unique_ptr<ShardCore> async = *ShardCore::Open(Options("last_async"));
+  ASSERT_TRUE(AddJob(async.get(), ASYNC, 0, 3600, /*total_clocks=*/3).ok());
+  for (uint64_t c = 0; c < 3; ++c) PushOnce(async.get(), c);
+  async->Drain();
+  EXPECT_EQ(*async->ListCheckpoints("j"), (std::vector<uint64_t>{3}));
+
+  std::unique_ptr<ShardCore> off = *ShardCore::Open(Options("last_off"));
+  ASSERT_TRUE(AddJob(off.get(), SYNC, 0, 0, /*total_clocks=*/3).ok());
+  for (uint64_t c = 0; c < 3; ++c) PushOnce(off.get(), c);
+  off->Drain();
+  EXPECT_TRUE(off->ListCheckpoints("j")->empty());
 }
 
 TEST(ShardCoreTest, AsyncJobsCheckpointOnTheirTimer) {

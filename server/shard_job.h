@@ -54,6 +54,9 @@ struct JobConfig {
   uint32_t checkpoint_every_clocks = 0;  // SYNC/BOUNDED; 0 = none.
   uint32_t checkpoint_every_seconds = 0;  // ASYNC; 0 = none.
   uint32_t checkpoint_keep = 3;
+  // The job's last clock (ShardJobConfig.total_clocks); 0 = unknown. With checkpoints
+  // on, a snapshot is also taken when the checkpoint clock reaches it.
+  uint64_t total_clocks = 0;
   bool zero_nonfinite = false;  // Else a NaN/Inf gradient rejects the push.
   // The serialized config as the service layer received it (opaque here).
   std::string config_blob;

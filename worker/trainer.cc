@@ -24,6 +24,9 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The least time a rank waits for the shards' checkpoint of the last clock.
+constexpr double kFinalCheckpointWait = 300;
+
 // DenseRef/SparseRef views over a model's parameter (or gradient) buffers.
 void MakeRefs(const std::vector<model::TableDecl>& tables, std::vector<model::TableValues>* values,
               std::vector<DenseRef>* dense, std::vector<SparseRef>* sparse) {
@@ -57,7 +60,7 @@ bool IsTransientPsError(const absl::Status& status) {
 }
 
 ShardJobConfig ShardConfigForJob(const std::string& job_id, const JobSpec& spec,
-                                 uint32_t num_shards) {
+                                 uint32_t num_shards, uint64_t total_clocks) {
   ShardJobConfig c;
   c.set_job_id(job_id);
   c.set_seed(spec.seed());
@@ -67,6 +70,7 @@ ShardJobConfig ShardConfigForJob(const std::string& job_id, const JobSpec& spec,
   c.set_nonfinite(spec.nonfinite());
   c.set_num_shards(num_shards);
   c.set_bf16_gradients(spec.bf16_gradients());
+  c.set_total_clocks(total_clocks);
   return c;
 }
 
@@ -96,12 +100,6 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50 << std::min(attempt, 4), 500)));
     }
   };
-  uint64_t shard_clock = 0;
-  PS_RETURN_IF_ERROR(persist("job set-up", [&]() -> absl::Status {
-    PS_ASSIGN_OR_RETURN(shard_clock,
-                        ps->SetupJob(ShardConfigForJob(job, spec, ps->num_shards()), tables));
-    return absl::OkStatus();
-  }));
   PS_ASSIGN_OR_RETURN(data::DataShard shard,
                       data::DataShard::Create(data.train.num_examples, options.rank,
                                               spec.num_workers(), spec.batch_size(), spec.seed(),
@@ -110,6 +108,45 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
                                                   : data::Sharding::kStrided));
   const uint64_t steps = static_cast<uint64_t>(shard.steps_per_epoch());
   const uint64_t total = steps * spec.epochs();
+  uint64_t shard_clock = 0;
+  PS_RETURN_IF_ERROR(persist("job set-up", [&]() -> absl::Status {
+    PS_ASSIGN_OR_RETURN(shard_clock, ps->SetupJob(ShardConfigForJob(job, spec, ps->num_shards(),
+                                                                    total),
+                                                  tables));
+    return absl::OkStatus();
+  }));
+  // The shards checkpoint the last clock (ShardJobConfig.total_clocks) when checkpoints
+  // are on; the job is reported finished once every shard holds that checkpoint. A
+  // shard that dies before is recovered from like any other (the coordinator rolls
+  // the job back); one restarted after the end loads the finished model.
+  const bool checkpoints = spec.consistency().mode() == ASYNC
+                               ? spec.checkpoint().interval_seconds() > 0
+                               : spec.checkpoint().interval_clocks() > 0;
+  // Waits (polling, 20 ms apart) at most the longer of transient_retry_s and
+  // kFinalCheckpointWait: a write takes seconds even for large tables.
+  auto await_final_checkpoint = [&]() -> absl::Status {
+    if (!checkpoints) return absl::OkStatus();
+    const Clock::time_point begin = Clock::now();
+    for (;;) {
+      absl::StatusOr<std::vector<std::vector<uint64_t>>> held = ps->ListCheckpoints(job);
+      if (!held.ok()) return held.status();
+      size_t lacking = held->size();
+      for (size_t s = 0; s < held->size() && lacking == held->size(); ++s) {
+        if ((*held)[s].empty() || (*held)[s].back() < total) lacking = s;
+      }
+      if (lacking == held->size()) return absl::OkStatus();
+      if (options.stop != nullptr && options.stop->load()) {
+        return absl::CancelledError(
+            absl::StrCat("job ", job, " stopped waiting for the checkpoint of clock ", total));
+      }
+      if (Since(begin) >= std::max(options.transient_retry_s, kFinalCheckpointWait)) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "shard ", lacking, " holds no checkpoint of the last clock ", total, " of job ",
+            job, " (newest: ", (*held)[lacking].empty() ? 0 : (*held)[lacking].back(), ")"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
   const uint64_t start = options.resume_clock;
   PS_LOG(INFO) << "job " << job << " rank " << options.rank << ": " << data.train.num_examples
                << " train / " << data.test.num_examples << " test examples, " << steps
@@ -225,6 +262,10 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
       p.finished = last;
       if (eval_now) PS_RETURN_IF_ERROR(evaluate(clock + 1, &p));
       if (last) PS_RETURN_IF_ERROR(evaluate(total, &p));
+      if (last) {
+        PS_RETURN_IF_ERROR(persist("wait for the checkpoint of the last clock",
+                                   await_final_checkpoint));
+      }
       if (!progress(p)) return absl::CancelledError(absl::StrCat("job ", job, " stopped at clock ", clock + 1));
       period_loss = compute_s = pull_s = push_s = 0;
       period_clocks = 0;
@@ -239,6 +280,8 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     p.epoch = spec.epochs() == 0 ? 0 : spec.epochs() - 1;
     p.finished = true;
     PS_RETURN_IF_ERROR(evaluate(total, &p));
+    PS_RETURN_IF_ERROR(
+        persist("wait for the checkpoint of the last clock", await_final_checkpoint));
     progress(p);
   }
   return absl::OkStatus();

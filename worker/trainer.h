@@ -72,11 +72,15 @@ using ProgressCallback = std::function<bool(const TrainerProgress&)>;
 // Runs the job's clocks for this rank. `ps` is not owned. Returns OK when every clock
 // ran (or the callback stopped the loop: CANCELLED), else the first error: bad spec or
 // data (INVALID_ARGUMENT, NOT_FOUND), shards unreachable after retries (UNAVAILABLE).
+// With checkpoints on (spec.checkpoint), the last progress report (finished) comes only
+// once every shard holds a checkpoint of the last clock, so the finished model is on
+// disk before the job can end.
 absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCallback& progress);
 
-// The shard-side configuration of a job (consistency, workers, checkpoints, seed).
+// The shard-side configuration of a job (consistency, workers, checkpoints, seed, the
+// clocks it runs).
 ShardJobConfig ShardConfigForJob(const std::string& job_id, const JobSpec& spec,
-                                 uint32_t num_shards);
+                                 uint32_t num_shards, uint64_t total_clocks);
 
 }  // namespace ps
 

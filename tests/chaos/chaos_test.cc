@@ -472,6 +472,34 @@ TEST_F(ChaosTest, ShardMissingTheCompleteCheckpointRollsTheJobBackFurther) {
   ExpectSameModel(want, Export(*id));
 }
 
+// Both shards SIGKILLed after the job ended (before anyone exported it) come back
+// with the finished model: the job's last clock is not a multiple of its checkpoint
+// interval, so only the shards' final checkpoint holds it, and the workers ended only
+// once it was on disk.
+TEST_F(ChaosTest, ShardsKilledAfterTheEndServeTheFinishedModel) {
+  const JobSpec spec = DigitsMlp("SYNC", 2, 32, "interval_clocks: 7");
+  const std::string id = RunUninterrupted(spec);
+  ASSERT_FALSE(id.empty());
+  absl::StatusOr<JobStatus> done = cluster_->GetJob(id);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_NE(done->total_clocks() % 7, 0u) << "the last clock must fall between checkpoints";
+  const std::map<std::string, std::string> want = Export(id);
+  ASSERT_FALSE(want.empty());
+  absl::StatusOr<std::vector<JobStats>> before = cluster_->ShardStats(id);
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  for (const char* shard : {"shard0", "shard1"}) ASSERT_TRUE(cluster_->Kill(shard)) << shard;
+  // The supervisor restarts them; each loads its newest checkpoint (ShardStats and the
+  // export wait for them to listen again).
+  absl::StatusOr<std::vector<JobStats>> after = cluster_->ShardStats(id);
+  ASSERT_TRUE(after.ok()) << after.status();
+  for (size_t s = 0; s < after->size(); ++s) {
+    EXPECT_EQ((*after)[s].clock(), done->total_clocks()) << "shard " << s;
+    EXPECT_EQ((*after)[s].state_digest(), (*before)[s].state_digest()) << "shard " << s;
+  }
+  ExpectSameModel(want, Export(id));
+}
+
 // Daemons started one by one, so each shard can sit behind its own fault proxy: the
 // shard advertises the proxy's address to the coordinator, and workers dial that.
 TEST(NetworkFaultTest, SyncJobEndsBitwiseEqualWithTwentyPercentOfCallsFaulted) {

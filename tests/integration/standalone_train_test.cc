@@ -1,7 +1,8 @@
 // 2 real ps_server processes + 2 standalone ps_worker processes train SYNC softmax on
 // the digits data; two identical runs (but for the workers' GEMM threads) end with
-// bitwise identical parameters, and the same job with bfloat16 gradients is as
-// accurate. A worker refuses a bad --cpu_threads.
+// bitwise identical parameters and with a checkpoint of the last clock on every shard,
+// and the same job with bfloat16 gradients is as accurate. A worker refuses a bad
+// --cpu_threads.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -28,6 +29,7 @@ struct RunResult {
   double accuracy = -1;
   std::vector<uint64_t> digests;  // Per shard.
   std::vector<uint64_t> clocks;
+  std::vector<uint64_t> newest_checkpoints;  // Per shard; 0 for none.
 };
 
 // The bundled digits job, with `extra` text-proto fields appended, in a file of its own.
@@ -93,6 +95,13 @@ RunResult TrainOnce(const std::string& name, const std::string& job_extra = "",
           result.clocks.push_back(resp.jobs(0).clock());
           EXPECT_EQ(resp.jobs(0).pushes_duplicate(), 0u);
         }
+        ListCheckpointsRequest list;
+        list.set_job_id("digits");
+        ListCheckpointsResponse held;
+        grpc::ClientContext list_ctx;
+        EXPECT_TRUE(stub->ListCheckpoints(&list_ctx, list, &held).ok());
+        result.newest_checkpoints.push_back(
+            held.clocks_size() > 0 ? held.clocks(held.clocks_size() - 1) : 0);
       }
       return result;
     }
@@ -114,6 +123,10 @@ TEST(StandaloneTrainTest, SyncSoftmaxOnDigitsIsAccurateAndBitwiseReproducible) {
   EXPECT_EQ(a.clocks, b.clocks);
   EXPECT_EQ(a.digests, b.digests);  // Weights and optimizer slots, bit for bit.
   EXPECT_EQ(a.accuracy, b.accuracy);
+  // The workers ended only once every shard held a checkpoint of the last clock, which
+  // is not a multiple of the job's interval (200 clocks).
+  EXPECT_NE(a.clocks[0] % 200, 0u);
+  EXPECT_EQ(a.newest_checkpoints, a.clocks);
 
   // With bfloat16 gradients on the wire: as accurate, and the weights differ from the
   // float32 run's (the pushes did go as bfloat16).
