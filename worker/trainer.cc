@@ -24,8 +24,10 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// The least time a rank waits for the shards' checkpoint of the last clock.
-constexpr double kFinalCheckpointWait = 300;
+// How long a rank waits for the shards' checkpoint of the last clock: a write takes
+// seconds even for large tables. A managed worker retries the wait as it does a push
+// (TrainerOptions::transient_retry_s).
+constexpr double kFinalCheckpointWaitS = 300;
 
 // DenseRef/SparseRef views over a model's parameter (or gradient) buffers.
 void MakeRefs(const std::vector<model::TableDecl>& tables, std::vector<model::TableValues>* values,
@@ -122,8 +124,7 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
   const bool checkpoints = spec.consistency().mode() == ASYNC
                                ? spec.checkpoint().interval_seconds() > 0
                                : spec.checkpoint().interval_clocks() > 0;
-  // Waits (polling, 20 ms apart) at most the longer of transient_retry_s and
-  // kFinalCheckpointWait: a write takes seconds even for large tables.
+  // Polls every 20 ms, for kFinalCheckpointWaitS at most (then DEADLINE_EXCEEDED).
   auto await_final_checkpoint = [&]() -> absl::Status {
     if (!checkpoints) return absl::OkStatus();
     const Clock::time_point begin = Clock::now();
@@ -139,7 +140,7 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
         return absl::CancelledError(
             absl::StrCat("job ", job, " stopped waiting for the checkpoint of clock ", total));
       }
-      if (Since(begin) >= std::max(options.transient_retry_s, kFinalCheckpointWait)) {
+      if (Since(begin) >= kFinalCheckpointWaitS) {
         return absl::DeadlineExceededError(absl::StrCat(
             "shard ", lacking, " holds no checkpoint of the last clock ", total, " of job ",
             job, " (newest: ", (*held)[lacking].empty() ? 0 : (*held)[lacking].back(), ")"));
