@@ -231,7 +231,10 @@ void ShardCore::WriterLoop() {
     std::vector<CheckpointRecord> records = ToStoreRecords(std::move(task.snapshot.records));
     absl::StatusOr<uint64_t> bytes = store_->Write(task.snapshot.job_id, task.snapshot.clock,
                                                    records, task.snapshot.keep, keep_from);
-    info.write_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+    // The write: copying the weights the snapshot borrowed (ShardJob::Snapshot), then
+    // the store's.
+    info.write_us = task.snapshot.fill_us +
+                    static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                               std::chrono::steady_clock::now() - start)
                                               .count());
     absl::StatusOr<CheckpointInfo> result = info;

@@ -12,6 +12,7 @@
 #include "common/hash.h"
 #include "common/huge_pages.h"
 #include "common/packing.h"
+#include "common/parallel_copy.h"
 #include "common/partition.h"
 #include "server/bytes.h"
 
@@ -516,6 +517,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
   std::vector<std::function<void()>> wake;
   JobSnapshot snapshot;
   bool snapshot_due = false;
+  SnapshotLoans loans;  // The weights it borrowed, copied once the lock is released.
   PushResult result;
   {
     MutexLock lock(&mu_);
@@ -621,13 +623,16 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       const bool checkpoints = async ? config_.checkpoint_every_seconds > 0 : every > 0;
       const bool final = checkpoints && total > 0 && before < total && after >= total;
       if (sink_ && (periodic || final)) {
-        snapshot = SnapshotLocked();
+        snapshot = SnapshotLocked(&loans);
         snapshot_due = true;
       }
     }
   }
   for (auto& w : wake) w();
-  if (snapshot_due) sink_(std::move(snapshot));
+  if (snapshot_due) {
+    FillLoans(std::move(loans), &snapshot);
+    sink_(std::move(snapshot));
+  }
   return result;
 }
 
@@ -654,8 +659,29 @@ JobSnapshot ShardJob::Snapshot() {
     MutexLock lock(&spare_mu_);
     spare_[record] = std::move(buffer);
   }
-  ReaderMutexLock lock(&mu_);
-  return SnapshotLocked();
+  SnapshotLoans loans;
+  JobSnapshot snap;
+  {
+    ReaderMutexLock lock(&mu_);
+    snap = SnapshotLocked(&loans);
+  }
+  FillLoans(std::move(loans), &snap);
+  return snap;
+}
+
+void ShardJob::FillLoans(SnapshotLoans loans, JobSnapshot* snap) {
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& [record, lent] : loans) {
+    // One table's weights: consecutive ranges of its record, in order.
+    std::vector<ByteRun> runs;
+    runs.reserve(lent.size());
+    for (const LentBytes& l : lent) runs.push_back(ByteRun{l.data, l.size});
+    ParallelGather(snap->records[record].bytes.data() + lent.front().at, runs);
+    lent.clear();  // The loans go back: pushes write these blocks in place again.
+  }
+  snap->fill_us += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now() - start)
+                                             .count());
 }
 
 void ShardJob::Recycle(std::vector<StateRecord> records) {
@@ -668,7 +694,7 @@ void ShardJob::Recycle(std::vector<StateRecord> records) {
   }
 }
 
-JobSnapshot ShardJob::SnapshotLocked() {
+JobSnapshot ShardJob::SnapshotLocked(SnapshotLoans* loans) {
   const auto start = std::chrono::steady_clock::now();
   JobSnapshot snap;
   snap.job_id = config_.job_id;
@@ -709,7 +735,9 @@ JobSnapshot ShardJob::SnapshotLocked() {
         spare_.erase(it);
       }
     }
-    t->SaveStateInto(&state.bytes);
+    std::vector<LentBytes> lent;
+    t->SaveStateInto(&state.bytes, &lent);
+    if (!lent.empty()) loans->emplace_back(snap.records.size(), std::move(lent));
     snap.records.push_back(std::move(state));
   }
   snap.pause_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(

@@ -123,7 +123,12 @@ struct JobSnapshot {
   // SYNC and BOUNDED jobs are rolled back to their complete checkpoint after a fault;
   // ASYNC jobs are not (each shard keeps its own latest).
   bool rolls_back = true;
-  uint64_t pause_us = 0;  // Time the job's lock was held to copy the state.
+  // Time the job's lock was held to snapshot the state (dense weights are borrowed
+  // then, and copied after it: fill_us).
+  uint64_t pause_us = 0;
+  // Time spent after the lock copying the dense weights the snapshot borrowed (part of
+  // the checkpoint's write, not of its pause).
+  uint64_t fill_us = 0;
   std::vector<StateRecord> records;
 };
 
@@ -186,9 +191,11 @@ class ShardJob {
   // an error is returned.
   absl::StatusOr<PushResult> Push(const PushArgs& args);
 
-  // Copies the state under the lock; the caller writes it. Clock: SYNC the applied
-  // clock, else the slowest rank's clock. The buffers the copy goes into are prepared
-  // (mapped) before the lock is taken, so the lock is held for the copy alone.
+  // Copies the state; the caller writes it. Clock: SYNC the applied clock, else the
+  // slowest rank's clock. The buffers the copy goes into are prepared (mapped) before
+  // the lock is taken; under the lock the dense weights are only borrowed (their blocks
+  // lent, copy on write) and copied after it, so the lock is held for the rest alone
+  // (the optimizer slots, sparse tables, the job's own state).
   JobSnapshot Snapshot();
   // Gives back the records of a snapshot once written: the next snapshot copies the
   // tables into these buffers, whose memory is already mapped. The job keeps at most
@@ -242,7 +249,13 @@ class ShardJob {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplySyncStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::function<void()>> TakeReadyWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  JobSnapshot SnapshotLocked() ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Dense weights a snapshot borrowed: (record index, lent ranges of its bytes).
+  using SnapshotLoans = std::vector<std::pair<size_t, std::vector<LentBytes>>>;
+  // The snapshot, with the dense weights lent into `loans` rather than copied.
+  JobSnapshot SnapshotLocked(SnapshotLoans* loans) ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Copies what `loans` lent into `snap`'s records (without the lock) and returns the
+  // loans; adds the time to snap->fill_us.
+  static void FillLoans(SnapshotLoans loans, JobSnapshot* snap);
   absl::Status CreateTableLocked(TableConfig config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // RESOURCE_EXHAUSTED naming the slice when the missing rows of `parsed` would put a
   // sparse table past limits_.max_sparse_rows_per_table.

@@ -232,7 +232,7 @@ std::string Table::SaveState() const {
   return out;
 }
 
-void Table::SaveStateInto(std::string* buffer) const {
+void Table::SaveStateInto(std::string* buffer, std::vector<LentBytes>* lent) const {
   std::string& out = *buffer;
   // Snapshots are taken under the job's lock: when the buffer is new, its memory is
   // advised for huge pages, so the lock is held for the copy and not for hundreds of
@@ -256,7 +256,11 @@ void Table::SaveStateInto(std::string* buffer) const {
     std::memcpy(dst, header.data(), header.size());
     dst += header.size();
     const size_t array_bytes = local_count_ * sizeof(float);
-    ParallelGather(dst, dense_.Runs());
+    if (lent != nullptr) {
+      dense_.Lend(0, local_count_, header.size(), lent);
+    } else {
+      ParallelGather(dst, dense_.Runs());
+    }
     for (const auto& s : slots_) ParallelCopy(dst += array_bytes, s.data(), array_bytes);
     return;
   }

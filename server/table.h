@@ -97,8 +97,12 @@ class Table {
   // ascending key), and the reverse. LoadState replaces everything; DATA_LOSS when the
   // bytes do not fit this table's shape.
   std::string SaveState() const;
-  // As SaveState, into `out` (replacing its contents, reusing its capacity).
-  void SaveStateInto(std::string* out) const;
+  // As SaveState, into `out` (replacing its contents, reusing its capacity). With
+  // `lent`, a dense table's weights are not copied: their blocks are lent there (each
+  // with its offset in `out`, whose bytes there are left as they were) for the caller
+  // to copy once it has released the job's lock; a push meanwhile copies the blocks it
+  // writes (server/dense_values.h). Sparse tables are copied either way.
+  void SaveStateInto(std::string* out, std::vector<LentBytes>* lent = nullptr) const;
   // The size of SaveState().
   uint64_t StateBytes() const;
   absl::Status LoadState(absl::string_view bytes);

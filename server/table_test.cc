@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/parallel_copy.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -95,6 +96,42 @@ TEST(TableTest, DenseStateOverwritesARecycledBufferEntirely) {
   Table copy(c, 1, 0, c.size);  // Another seed: other initial weights.
   ASSERT_TRUE(copy.LoadState(recycled).ok());
   EXPECT_EQ(copy.Digest(), t.Digest());
+}
+
+// A snapshot that borrows the weights (SaveStateInto with `lent`) and copies them
+// after a push landed still holds the state from before the push: the push wrote
+// copies of the lent blocks. Slots are copied at once.
+TEST(TableTest, BorrowedWeightsOfASnapshotSurviveAPush) {
+  TableConfig c;
+  c.name = "w";
+  c.size = 2 * DenseValues::kBlockFloats + 5;  // Three blocks.
+  c.init = InitKind::kUniform;
+  c.init_scale = 0.2f;
+  c.optimizer.kind = OptimizerKind::kMomentum;
+  c.optimizer.learning_rate = 0.1f;
+  c.optimizer.momentum = 0.9f;
+  Table t(c, 7, 0, c.size);
+  std::vector<float> grad(c.size, 0.25f);
+  t.BeginStep();
+  t.ApplyDense(0, grad.data(), grad.size());
+  const std::string before = t.SaveState();
+
+  std::string snap(t.StateBytes(), '\x7f');
+  std::vector<LentBytes> lent;
+  t.SaveStateInto(&snap, &lent);
+  ASSERT_EQ(lent.size(), 3u);
+  t.BeginStep();
+  t.ApplyDense(0, grad.data(), grad.size());
+  EXPECT_EQ(t.copies_on_write(), 3u);
+  std::vector<ByteRun> runs;
+  for (const LentBytes& l : lent) runs.push_back(ByteRun{l.data, l.size});
+  ParallelGather(snap.data() + lent.front().at, runs);
+  EXPECT_TRUE(snap == before) << "the snapshot saw the push that came after it";
+  lent.clear();
+  EXPECT_NE(t.SaveState(), before);
+  t.BeginStep();
+  t.ApplyDense(0, grad.data(), grad.size());
+  EXPECT_EQ(t.copies_on_write(), 3u) << "loans back: pushes write in place again";
 }
 
 // A dense part that starts mid-table and spans several blocks: a step over a range
