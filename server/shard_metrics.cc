@@ -27,7 +27,7 @@ absl::StatusOr<std::unique_ptr<ShardMetrics>> ShardMetrics::Create(MetricsServer
   PS_ASSIGN_OR_RETURN(m->checkpoint_seconds_, MetricsServer::AddHistogram(ck_seconds));
   PS_ASSIGN_OR_RETURN(auto* ck_pause, server->AddHistogramFamily(
                                           "ps_shard_checkpoint_pause_seconds",
-                                          "Time training was held to copy a checkpoint.", shard));
+                                          "Time pushes were held for a checkpoint's snapshot (the job's lock).", shard));
   PS_ASSIGN_OR_RETURN(m->checkpoint_pause_seconds_, MetricsServer::AddHistogram(ck_pause));
   PS_ASSIGN_OR_RETURN(auto* ck_bytes, server->AddCounterFamily("ps_shard_checkpoint_bytes_total",
                                                                "Checkpoint bytes written.", shard));
