@@ -6,7 +6,6 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-
 #include "worker/compute/cpu_backend.h"
 
 namespace ps::compute {
