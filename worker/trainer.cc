@@ -24,11 +24,6 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// How long a rank waits for the shards' checkpoint of the last clock: a write takes
-// seconds even for large tables. A managed worker retries the wait as it does a push
-// (TrainerOptions::transient_retry_s).
-constexpr double kFinalCheckpointWaitS = 300;
-
 // DenseRef/SparseRef views over a model's parameter (or gradient) buffers.
 void MakeRefs(const std::vector<model::TableDecl>& tables, std::vector<model::TableValues>* values,
               std::vector<DenseRef>* dense, std::vector<SparseRef>* sparse) {
@@ -118,35 +113,49 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
     return absl::OkStatus();
   }));
   // The shards checkpoint the last clock (ShardJobConfig.total_clocks) when checkpoints
-  // are on; the job is reported finished once every shard holds that checkpoint. A
-  // shard that dies before is recovered from like any other (the coordinator rolls
-  // the job back); one restarted after the end loads the finished model.
+  // are on, and the job is reported finished only once every shard holds that
+  // checkpoint: a shard that dies before is recovered from like any other (the
+  // coordinator rolls the job back); one restarted after the end loads the finished
+  // model. Only a rank that sees some shard's checkpoint clock at the last clock waits
+  // (it pushed the last of it); one that finished while others still push does not
+  // (ASYNC and BOUNDED ranks end on their own): each rank looks after its own pushes
+  // were acknowledged, so the last to push a shard's last clock sees it, and the job
+  // ends only once every rank has reported.
   const bool checkpoints = spec.consistency().mode() == ASYNC
                                ? spec.checkpoint().interval_seconds() > 0
                                : spec.checkpoint().interval_clocks() > 0;
-  // Polls every 20 ms, for kFinalCheckpointWaitS at most (then DEADLINE_EXCEEDED).
   auto await_final_checkpoint = [&]() -> absl::Status {
     if (!checkpoints) return absl::OkStatus();
+    PS_ASSIGN_OR_RETURN(std::vector<ShardJobStats> stats, ps->GetStats(job, false));
+    if (std::none_of(stats.begin(), stats.end(),
+                     [&](const ShardJobStats& st) { return st.clock >= total; })) {
+      return absl::OkStatus();
+    }
+    // Polls every 20 ms for final_checkpoint_wait_s; then, should a shard's own write
+    // have failed, asks every shard for a checkpoint now and waits for it.
     const Clock::time_point begin = Clock::now();
-    for (;;) {
-      absl::StatusOr<std::vector<std::vector<uint64_t>>> held = ps->ListCheckpoints(job);
-      if (!held.ok()) return held.status();
-      size_t lacking = held->size();
-      for (size_t s = 0; s < held->size() && lacking == held->size(); ++s) {
-        if ((*held)[s].empty() || (*held)[s].back() < total) lacking = s;
+    while (Since(begin) < options.final_checkpoint_wait_s) {
+      PS_ASSIGN_OR_RETURN(std::vector<std::vector<uint64_t>> held, ps->ListCheckpoints(job));
+      if (std::all_of(held.begin(), held.end(), [&](const std::vector<uint64_t>& clocks) {
+            return !clocks.empty() && clocks.back() >= total;
+          })) {
+        return absl::OkStatus();
       }
-      if (lacking == held->size()) return absl::OkStatus();
       if (options.stop != nullptr && options.stop->load()) {
         return absl::CancelledError(
             absl::StrCat("job ", job, " stopped waiting for the checkpoint of clock ", total));
       }
-      if (Since(begin) >= kFinalCheckpointWaitS) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "shard ", lacking, " holds no checkpoint of the last clock ", total, " of job ",
-            job, " (newest: ", (*held)[lacking].empty() ? 0 : (*held)[lacking].back(), ")"));
-      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    PS_ASSIGN_OR_RETURN(std::vector<ShardCheckpoint> written, ps->Checkpoint(job));
+    for (const ShardCheckpoint& w : written) {
+      if (w.clock < total) {
+        return absl::DeadlineExceededError(absl::StrCat("shard ", w.shard, " checkpointed job ",
+                                                        job, " at clock ", w.clock,
+                                                        ", not its last clock ", total));
+      }
+    }
+    return absl::OkStatus();
   };
   const uint64_t start = options.resume_clock;
   PS_LOG(INFO) << "job " << job << " rank " << options.rank << ": " << data.train.num_examples

@@ -40,6 +40,9 @@ struct TrainerOptions {
   // restarts, the coordinator rolls the job back and supersedes this run, which then
   // ends through `stop` instead of failing the job.
   double transient_retry_s = 0;
+  // How long the rank that pushed a shard's last clock waits for the shards' own
+  // checkpoint of it before it asks every shard for one (a write failed).
+  double final_checkpoint_wait_s = 300;
 };
 
 // Errors a retry of the same call can outlive: the shard is unreachable or restarting
@@ -72,9 +75,9 @@ using ProgressCallback = std::function<bool(const TrainerProgress&)>;
 // Runs the job's clocks for this rank. `ps` is not owned. Returns OK when every clock
 // ran (or the callback stopped the loop: CANCELLED), else the first error: bad spec or
 // data (INVALID_ARGUMENT, NOT_FOUND), shards unreachable after retries (UNAVAILABLE).
-// With checkpoints on (spec.checkpoint), the last progress report (finished) comes only
-// once every shard holds a checkpoint of the last clock, so the finished model is on
-// disk before the job can end.
+// With checkpoints on (spec.checkpoint), the rank that pushed a shard's last clock
+// reports itself finished only once every shard holds a checkpoint of it, so the
+// finished model is on disk before the job can end.
 absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCallback& progress);
 
 // The shard-side configuration of a job (consistency, workers, checkpoints, seed, the

@@ -1,7 +1,8 @@
-// The training loop's end: with checkpoints on, a rank reports itself finished only
-// once every shard holds a checkpoint of the last clock (in-process shards with real
-// RocksDB; a PsClient in front of them that hides that checkpoint for a while, as a
-// write still in progress would).
+// The training loop's end: with checkpoints on, the rank that pushed a shard's last
+// clock reports itself finished only once every shard holds a checkpoint of it, asking
+// for one when it does not come; a rank that ends while others still push does not
+// wait (in-process shards with real RocksDB; a PsClient in front of them that hides
+// that checkpoint for a while, as a write still in progress or failed would).
 #include "worker/trainer.h"
 
 #include <cstdlib>
@@ -27,6 +28,7 @@ class SlowCheckpoints final : public PsClient {
       : inner_(inner), hide_from_(hide_from), hide_calls_(hide_calls) {}
 
   int list_calls() const { return list_calls_; }
+  int checkpoint_calls() const { return checkpoint_calls_; }
 
   uint32_t num_shards() const override { return inner_->num_shards(); }
   absl::StatusOr<uint64_t> SetupJob(const ShardJobConfig& config,
@@ -52,6 +54,7 @@ class SlowCheckpoints final : public PsClient {
     return inner_->GetStats(job_id, with_digest);
   }
   absl::StatusOr<std::vector<ShardCheckpoint>> Checkpoint(const std::string& job_id) override {
+    ++checkpoint_calls_;
     return inner_->Checkpoint(job_id);
   }
   absl::Status Restore(const std::string& job_id, uint64_t clock) override {
@@ -78,6 +81,7 @@ class SlowCheckpoints final : public PsClient {
   const uint64_t hide_from_;
   const int hide_calls_;
   int list_calls_ = 0;
+  int checkpoint_calls_ = 0;
   uint64_t total_clocks_ = 0;
 };
 
@@ -107,22 +111,31 @@ struct Outcome {
   absl::Status status;
   uint64_t total = 0;
   int list_calls_at_finish = -1;  // ListCheckpoints calls when `finished` was reported.
+  int checkpoint_calls = 0;       // Checkpoint calls the rank made.
   std::vector<uint64_t> held;     // The shard's checkpoints afterwards.
 };
 
-Outcome TrainOnce(const std::string& name, const JobSpec& spec, int hide_calls) {
+std::unique_ptr<ShardCore> OpenShard(const std::string& name) {
   ShardCore::Options o;
   o.data_dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
   o.decode_job = JobConfigFromBlob;
   o.decode_table = TableConfigFromBlob;
-  std::unique_ptr<ShardCore> core = *ShardCore::Open(o);
-  std::unique_ptr<LocalPsClient> local = *LocalPsClient::Create({core.get()});
+  return *ShardCore::Open(o);
+}
+
+// Trains rank `rank` of `spec` to its end against `core`; ListCheckpoints hides the
+// last clock's checkpoint for `hide_calls` calls.
+Outcome TrainRank(ShardCore* core, const std::string& job, const JobSpec& spec, uint32_t rank,
+                  int hide_calls, double final_wait_s = 300) {
+  std::unique_ptr<LocalPsClient> local = *LocalPsClient::Create({core});
   SlowCheckpoints ps(local.get(), /*hide_from=*/1, hide_calls);
   TrainerOptions t;
-  t.job_id = name;
+  t.job_id = job;
   t.spec = spec;
+  t.rank = rank;
   t.device = compute::DeviceChoice::kCpu;
   t.data_root = testing::SourceRoot("tests/data/digits.csv.gz");
+  t.final_checkpoint_wait_s = final_wait_s;
   Outcome run;
   run.status = Train(t, &ps, [&](const TrainerProgress& p) {
     if (p.finished) {
@@ -132,9 +145,15 @@ Outcome TrainOnce(const std::string& name, const JobSpec& spec, int hide_calls) 
     return true;
   });
   EXPECT_EQ(ps.total_clocks(), run.total) << "the shards were told the job's clocks";
+  run.checkpoint_calls = ps.checkpoint_calls();
   core->Drain();
-  run.held = *core->ListCheckpoints(name);
+  run.held = *core->ListCheckpoints(job);
   return run;
+}
+
+Outcome TrainOnce(const std::string& name, const JobSpec& spec, int hide_calls) {
+  std::unique_ptr<ShardCore> core = OpenShard(name);
+  return TrainRank(core.get(), name, spec, 0, hide_calls);
 }
 
 TEST(TrainerTest, FinishesOnlyOnceTheLastClockIsCheckpointed) {
@@ -146,7 +165,40 @@ TEST(TrainerTest, FinishesOnlyOnceTheLastClockIsCheckpointed) {
   EXPECT_NE(run.total % 7, 0u);
   // The rank asked until the checkpoint showed (4 answers without it, then the 5th).
   EXPECT_EQ(run.list_calls_at_finish, 5);
+  EXPECT_EQ(run.checkpoint_calls, 0) << "the shard's own checkpoint was there";
   ASSERT_FALSE(run.held.empty());
+  EXPECT_EQ(run.held.back(), run.total);
+}
+
+// ASYNC ranks end on their own: a rank that finishes while another has not pushed its
+// last clock reports at once; the last one waits for the checkpoint.
+TEST(TrainerTest, OnlyTheRankThatPushesTheLastClockWaits) {
+  JobSpec spec = DigitsSoftmax("interval_seconds: 3600");
+  spec.mutable_consistency()->set_mode(ASYNC);
+  spec.set_num_workers(2);
+  std::unique_ptr<ShardCore> core = OpenShard("async_two");
+  const Outcome first = TrainRank(core.get(), "async_two", spec, 0, /*hide_calls=*/1000);
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  EXPECT_EQ(first.list_calls_at_finish, 0) << "rank 0 waited for rank 1";
+  EXPECT_TRUE(first.held.empty());
+  const Outcome last = TrainRank(core.get(), "async_two", spec, 1, /*hide_calls=*/3);
+  ASSERT_TRUE(last.status.ok()) << last.status;
+  EXPECT_EQ(last.list_calls_at_finish, 4);
+  ASSERT_FALSE(last.held.empty());
+  EXPECT_EQ(last.held.back(), last.total);
+}
+
+// When the shards' own checkpoint of the last clock does not show (a failed write),
+// the rank asks for one after its wait and ends once it is written.
+TEST(TrainerTest, AMissingLastCheckpointIsAskedFor) {
+  JobSpec spec = DigitsSoftmax("interval_clocks: 7");
+  std::unique_ptr<ShardCore> core = OpenShard("asked");
+  const Outcome run = TrainRank(core.get(), "asked", spec, 0, /*hide_calls=*/1000000,
+                                /*final_wait_s=*/0.2);
+  ASSERT_TRUE(run.status.ok()) << run.status;
+  EXPECT_GT(run.list_calls_at_finish, 0);
+  EXPECT_EQ(run.checkpoint_calls, 1);
+  ASSERT_GE(run.held.size(), 2u);
   EXPECT_EQ(run.held.back(), run.total);
 }
 
