@@ -20,6 +20,19 @@ float* AllocateFloats(size_t floats) {
 
 }  // namespace
 
+std::optional<std::string> JoinLent(std::string_view copied, const std::vector<LentBytes>& lent) {
+  std::string out;
+  size_t at = 0;  // Of `copied`, appended so far.
+  for (const LentBytes& l : lent) {
+    if (l.at < at || l.at > copied.size()) return std::nullopt;
+    out.append(copied.substr(at, l.at - at));
+    out.append(l.data, l.size);
+    at = l.at;
+  }
+  out.append(copied.substr(at));
+  return out;
+}
+
 LendableFloats::LendableFloats(size_t size) : data_(AllocateFloats(size)), size_(size) {}
 
 LendableFloats::~LendableFloats() { std::free(data_); }

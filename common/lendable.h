@@ -13,6 +13,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace ps {
 
@@ -54,6 +58,12 @@ struct LentBytes {
   size_t size = 0;
   std::shared_ptr<const void> keep;
 };
+
+// The bytes of a message made of `copied` with each of `lent` inserted at its `at`
+// offset: what a receiver of wire::BufferPool::AppendSlices's slices reads. Nothing
+// when an offset is out of order or past `copied`. For checks and tests; the data
+// path sends the pieces without joining them.
+std::optional<std::string> JoinLent(std::string_view copied, const std::vector<LentBytes>& lent);
 
 }  // namespace ps
 

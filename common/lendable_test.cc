@@ -1,5 +1,7 @@
 #include "common/lendable.h"
 
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -58,4 +60,19 @@ TEST(LendableFloatsTest, OwnerWritesOnlyOnceEveryLoanIsBack) {
 }
 
 }  // namespace
+// Lent ranges go in at their offsets (first, twice at one offset, last); offsets out
+// of order or past the copied bytes join to nothing.
+TEST(JoinLentTest, InsertsAtOffsetsAndRefusesDisorder) {
+  const std::string copied = "0123";
+  const char* abc = "abc";
+  auto at = [](size_t offset, const char* data, size_t size) {
+    return LentBytes{offset, data, size, nullptr};
+  };
+  EXPECT_EQ(JoinLent(copied, {at(0, abc, 1), at(2, abc + 1, 1), at(2, abc + 2, 1), at(4, abc, 2)}),
+            "a01bc23ab");
+  EXPECT_EQ(JoinLent(copied, {}), copied);
+  EXPECT_EQ(JoinLent(copied, {at(3, abc, 1), at(2, abc, 1)}), std::nullopt);
+  EXPECT_EQ(JoinLent(copied, {at(5, abc, 1)}), std::nullopt);
+}
+
 }  // namespace ps

@@ -355,23 +355,13 @@ TEST(ShardJobAsyncTest, LentPullsReadTheCopiedBytesAndKeepThemThroughPushes) {
   std::vector<LentBytes> lent;
   ASSERT_TRUE(*f.job->TryPull(0, 0, slices, false, &rows, &applied, nullptr, &ticket, &lent));
   ASSERT_EQ(rows.size(), 2 * 2 * 3 * sizeof(float));  // Only the sparse rows are copied.
-  auto joined = [&rows](const std::vector<LentBytes>& l) {
-    std::string out;
-    size_t at = 0;
-    for (const LentBytes& piece : l) {
-      out.append(rows, at, piece.at - at);
-      out.append(piece.data, piece.size);
-      at = piece.at;
-    }
-    return out + rows.substr(at);
-  };
   ASSERT_EQ(lent.size(), 3u);  // Two blocks of the first dense slice, one of the second.
-  EXPECT_TRUE(joined(lent) == copied);
+  EXPECT_TRUE(JoinLent(rows, lent) == copied);
 
   std::vector<float> grad(n, 1.0f);
   ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "w", 0, n, {}, grad}).ok());
   EXPECT_EQ(f.job->Counters(false).dense_copies_on_write, 2u);
-  EXPECT_TRUE(joined(lent) == copied) << "a push changed bytes still lent to a pull";
+  EXPECT_TRUE(JoinLent(rows, lent) == copied) << "a push changed bytes still lent to a pull";
   const std::vector<float> after = PullDense(f.job.get(), "w", n, 1);
   const std::vector<float> before = *UnpackFloats(copied.substr(2 * 3 * 4, (n - 5) * 4), "v");
   EXPECT_FLOAT_EQ(after[5], before[0] - 0.1f);

@@ -175,16 +175,10 @@ TEST(PlanTest, GatherPacksGradientsInSliceOrder) {
       std::string rows_only;
       std::vector<LentBytes> lent;
       GatherValues(p, lendable_dense, sparse, &rows_only, ValueEncoding::kFloat32, &lent);
-      std::string joined;
-      size_t at = 0;
       for (const LentBytes& l : lent) {
         ASSERT_GE(l.data, reinterpret_cast<const char*>(lendable->data()));
-        joined.append(rows_only, at, l.at - at);
-        joined.append(l.data, l.size);
-        at = l.at;
       }
-      joined.append(rows_only, at);
-      EXPECT_TRUE(joined == bytes);
+      EXPECT_TRUE(JoinLent(rows_only, lent) == bytes);
       uint64_t dense_floats = 0;
       for (const PlanSlice& sl : p.slices) dense_floats += sl.sparse ? 0 : sl.count;
       EXPECT_EQ(rows_only.size(), (p.floats - dense_floats) * sizeof(float));

@@ -15,10 +15,12 @@
 // bytes (1 + part % 7), float32 or bfloat16 as its `encoding` says.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/lendable.h"
 #include "google/protobuf/stubs/logging.h"
 #include "proto/shard.pb.h"
 #include "server/convert.h"
@@ -171,16 +173,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         r = job->TryPull(req.rank(), req.clock(), slices, req.no_wait(), &rows, &applied, nullptr,
                          &ticket, &lent);
         PS_FUZZ_CHECK(r.ok() && *r, "a pull that just read reads again");
-        std::string joined;
-        size_t at = 0;
-        for (const ps::LentBytes& l : lent) {
-          PS_FUZZ_CHECK(l.at >= at && l.at <= rows.size(), "lent offsets in order");
-          joined.append(rows, at, l.at - at);
-          joined.append(l.data, l.size);
-          at = l.at;
-        }
-        joined.append(rows, at);
-        PS_FUZZ_CHECK(joined == out, "lent and copied pulls read the same bytes");
+        const std::optional<std::string> joined = ps::JoinLent(rows, lent);
+        PS_FUZZ_CHECK(joined.has_value(), "lent offsets in order");
+        PS_FUZZ_CHECK(*joined == out, "lent and copied pulls read the same bytes");
         break;
       }
       case 3: {
