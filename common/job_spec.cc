@@ -234,4 +234,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+bool TakesCheckpoints(const ConsistencySpec& consistency, const CheckpointSpec& checkpoint) {
+  return consistency.mode() == ASYNC ? checkpoint.interval_seconds() > 0
+                                     : checkpoint.interval_clocks() > 0;
+}
+
 }  // namespace ps

@@ -75,6 +75,7 @@ absl::StatusOr<JobConfig> JobConfigFromProto(const ShardJobConfig& p) {
   c.checkpoint_every_clocks = p.checkpoint().interval_clocks();
   c.checkpoint_every_seconds = p.checkpoint().interval_seconds();
   c.checkpoint_keep = p.checkpoint().keep() == 0 ? 3 : p.checkpoint().keep();
+  c.takes_checkpoints = TakesCheckpoints(p.consistency(), p.checkpoint());
   c.total_clocks = p.total_clocks();
   c.zero_nonfinite = p.nonfinite() == NONFINITE_ZERO;
   c.config_blob = p.SerializeAsString();

@@ -616,12 +616,12 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
     if (after != before) {
       wake = TakeReadyWaitersLocked();
       const uint32_t every = config_.checkpoint_every_clocks;
-      const bool async = config_.mode == ConsistencyMode::kAsync;
-      const bool periodic = every > 0 && !async && after / every != before / every;
+      const bool periodic = every > 0 && config_.mode != ConsistencyMode::kAsync &&
+                            after / every != before / every;
       // The finished model, whatever the interval (JobConfig::total_clocks).
       const uint64_t total = config_.total_clocks;
-      const bool checkpoints = async ? config_.checkpoint_every_seconds > 0 : every > 0;
-      const bool final = checkpoints && total > 0 && before < total && after >= total;
+      const bool final =
+          config_.takes_checkpoints && total > 0 && before < total && after >= total;
       if (sink_ && (periodic || final)) {
         snapshot = SnapshotLocked(&loans);
         snapshot_due = true;

@@ -54,6 +54,8 @@ struct JobConfig {
   uint32_t checkpoint_every_clocks = 0;  // SYNC/BOUNDED; 0 = none.
   uint32_t checkpoint_every_seconds = 0;  // ASYNC; 0 = none.
   uint32_t checkpoint_keep = 3;
+  // Whether the job is checkpointed at all (common/job_spec.h TakesCheckpoints).
+  bool takes_checkpoints = false;
   // The job's last clock (ShardJobConfig.total_clocks); 0 = unknown. With checkpoints
   // on, a snapshot is also taken when the checkpoint clock reaches it.
   uint64_t total_clocks = 0;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_spec.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "worker/compute/absl_status.h"
@@ -121,9 +122,7 @@ absl::Status Train(const TrainerOptions& options, PsClient* ps, const ProgressCa
   // (ASYNC and BOUNDED ranks end on their own): each rank looks after its own pushes
   // were acknowledged, so the last to push a shard's last clock sees it, and the job
   // ends only once every rank has reported.
-  const bool checkpoints = spec.consistency().mode() == ASYNC
-                               ? spec.checkpoint().interval_seconds() > 0
-                               : spec.checkpoint().interval_clocks() > 0;
+  const bool checkpoints = TakesCheckpoints(spec.consistency(), spec.checkpoint());
   auto await_final_checkpoint = [&]() -> absl::Status {
     if (!checkpoints) return absl::OkStatus();
     PS_ASSIGN_OR_RETURN(std::vector<ShardJobStats> stats, ps->GetStats(job, false));
