@@ -89,6 +89,21 @@ double Rounds::Mean() const { return seconds.empty() ? 0 : Total() / seconds.siz
 
 double Rounds::Total() const { return std::accumulate(seconds.begin(), seconds.end(), 0.0); }
 
+Rounds TimeRounds(int warmup, int rounds, const std::function<bool()>& round) {
+  for (int i = 0; i < warmup; ++i) {
+    if (!round()) return Rounds();
+  }
+  Rounds r;
+  const double cpu0 = CpuSeconds();
+  for (int i = 0; i < rounds; ++i) {
+    const auto t0 = Clock::now();
+    if (!round()) return Rounds();
+    r.seconds.push_back(SecondsSince(t0));
+  }
+  r.cpu_s = CpuSeconds() - cpu0;
+  return r;
+}
+
 double Quantile(std::vector<double>* v, double q) {
   if (v->empty()) return 0;
   std::sort(v->begin(), v->end());

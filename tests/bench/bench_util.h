@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -52,6 +53,10 @@ struct Rounds {
   double Mean() const;          // 0 when there is none.
   double Total() const;
 };
+
+// `warmup` untimed rounds, then `rounds` timed ones, of `round`; a round returning false
+// failed, and so does the measurement (no rounds).
+Rounds TimeRounds(int warmup, int rounds, const std::function<bool()>& round);
 
 // The q-quantile (0..1) of `v` (sorted in place); 0 for an empty vector.
 double Quantile(std::vector<double>* v, double q);

@@ -79,17 +79,13 @@ Rounds EchoClient::TimeRounds(size_t bytes, size_t chunk, int iters) {
   const size_t last = bytes - (calls - 1) * chunk;
   const grpc::ByteBuffer full = Payload(std::min(chunk, bytes));
   const grpc::ByteBuffer tail = Payload(last);
-  Rounds rounds;
-  double cpu0 = 0;
-  for (int i = -1; i < iters; ++i) {
-    if (i == 0) cpu0 = CpuSeconds();
+  return bench::TimeRounds(1, iters, [&] {
     std::vector<grpc::ClientContext> contexts(calls);
     std::vector<grpc::ByteBuffer> replies(calls);
     std::mutex mu;
     std::condition_variable cv;
     size_t done = 0;
     bool failed = false;
-    const auto t0 = Clock::now();
     for (size_t c = 0; c < calls; ++c) {
       stubs_[c % stubs_.size()]->UnaryCall(
           &contexts[c], kMethod, grpc::StubOptions(), c + 1 == calls ? &tail : &full, &replies[c],
@@ -99,15 +95,10 @@ Rounds EchoClient::TimeRounds(size_t bytes, size_t chunk, int iters) {
             if (++done == calls) cv.notify_one();
           });
     }
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return done == calls; });
-    }
-    if (failed) return Rounds();
-    if (i >= 0) rounds.seconds.push_back(SecondsSince(t0));
-  }
-  rounds.cpu_s = CpuSeconds() - cpu0;
-  return rounds;
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done == calls; });
+    return !failed;
+  });
 }
 
 std::vector<double> EchoClient::RoundTripsUs(size_t bytes, int n) {
