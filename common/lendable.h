@@ -51,7 +51,8 @@ class LendableFloats {
 
 // Bytes of a message lent rather than copied into it: `size` bytes at `data`, unchanged
 // and allocated while `keep` (a loan) is held. `at`: where they go among the bytes
-// copied into the same message (before the byte at that offset of its buffer).
+// copied into the same message (before the byte at that offset of its buffer). A
+// checkpoint's record instead keeps room for them from `at` on (Table::SaveStateInto).
 struct LentBytes {
   size_t at = 0;
   const char* data = nullptr;

@@ -98,10 +98,11 @@ class Table {
   // bytes do not fit this table's shape.
   std::string SaveState() const;
   // As SaveState, into `out` (replacing its contents, reusing its capacity). With
-  // `lent`, a dense table's weights are not copied: their blocks are lent there (each
-  // with its offset in `out`, whose bytes there are left as they were) for the caller
-  // to copy once it has released the job's lock; a push meanwhile copies the blocks it
-  // writes (server/dense_values.h). Sparse tables are copied either way.
+  // `lent`, a dense table's weights are not copied: their blocks are lent there, in
+  // order, all with `at` = the offset where the weights begin in `out`, whose room for
+  // them is left as it was; the caller copies them there once it has released the
+  // job's lock (ShardJob::FillLoans), and a push meanwhile copies the blocks it writes
+  // (server/dense_values.h). Sparse tables are copied either way.
   void SaveStateInto(std::string* out, std::vector<LentBytes>* lent = nullptr) const;
   // The size of SaveState().
   uint64_t StateBytes() const;
