@@ -697,8 +697,15 @@ TEST_F(GrpcPsClientTest, PullsBeingSentKeepTheirValuesWhilePushesLand) {
   push_loop.join();
   EXPECT_EQ(torn, 0) << "of " << pulls << " pulls";
   EXPECT_GT(pushes.load(), 0);
-  // The case this test is for happened (a push met a block still being sent).
-  EXPECT_GT(copies, 0u) << pulls << " pulls, " << pushes.load() << " pushes";
+  // Whether a push met a block still being sent is up to the scheduler: in plain
+  // builds within the first few pulls (with copy on write disabled, 963 torn pulls of
+  // a run), but once in a slow --config=tsan run on a busy machine, never in 20 s.
+  // Then there was nothing to check, which is a skip, not a pass. The copies
+  // themselves are checked deterministically in shard_job_test and table_test.
+  if (copies == 0) {
+    GTEST_SKIP() << "no push met a block in flight (" << pulls << " pulls, " << pushes.load()
+                 << " pushes)";
+  }
 }
 
 // A job with bf16_gradients: pushes go as bfloat16 and apply as the rounded values,
