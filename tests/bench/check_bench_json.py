@@ -12,7 +12,7 @@ REQUIRED = {
     "latency": ["op", "bytes", "p50_us", "p99_us", "calls_per_s", "raw_p50_us", "ratio"],
     "e2e": ["job", "workers", "cpu_threads", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",
             "wait_ms", "comm_share", "speedup"],
-    "checkpoint": ["floats", "ours_mbps", "raw_mbps", "ratio", "restore_s", "pause_ms",
+    "checkpoint": ["floats", "optimizer", "mb", "ours_mbps", "raw_mbps", "ratio", "restore_s", "pause_ms",
                    "pause_share"],
 }
 # Figures that must be > 0 (the others may be 0, e.g. wait_ms with one worker).
@@ -42,6 +42,8 @@ def main(path):
                     errors.append(f"{mode}[{i}]: {k} = {row[k]!r}, want > 0")
     if not any(r.get("gradients") == "bf16" for r in data.get("dense", [])):
         errors.append("dense: no row with bf16 gradients")
+    if not any(r.get("optimizer") == "adam" for r in data.get("checkpoint", [])):
+        errors.append("checkpoint: no row with an Adam table")
     workers = {(r.get("job"), r.get("workers")) for r in data.get("e2e", [])}
     # The bundled jobs, the Keras and PyTorch examples included (their data is made by
     # the bench when absent).

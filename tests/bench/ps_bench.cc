@@ -197,7 +197,8 @@ ShardJobConfig AsyncJob(const std::string& id, uint32_t workers) {
   return config;
 }
 
-TableSpec Table(const std::string& name, TableSpec::Kind kind, uint64_t size, uint32_t dim) {
+TableSpec Table(const std::string& name, TableSpec::Kind kind, uint64_t size, uint32_t dim,
+                bool adam = false) {
   TableSpec t;
   t.set_name(name);
   t.set_kind(kind);
@@ -206,7 +207,11 @@ TableSpec Table(const std::string& name, TableSpec::Kind kind, uint64_t size, ui
   } else {
     t.set_dim(dim);
   }
-  t.mutable_optimizer()->mutable_sgd();
+  if (adam) {
+    t.mutable_optimizer()->mutable_adam();
+  } else {
+    t.mutable_optimizer()->mutable_sgd();
+  }
   t.mutable_optimizer()->set_learning_rate(1e-4f);
   return t;
 }
@@ -715,16 +720,25 @@ void RunE2e(const Args& given, std::vector<Row>* rows) {
 // ---- checkpoint -----------------------------------------------------------------
 
 void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
-  const std::vector<uint64_t> sizes =
-      a.quick ? std::vector<uint64_t>{uint64_t{1} << 20, uint64_t{4} << 20}
-              : std::vector<uint64_t>{uint64_t{64} << 20, uint64_t{256} << 20};
-  for (uint64_t floats : sizes) {
-    const double mb = static_cast<double>(floats) * sizeof(float) / 1e6;
+  struct Case {
+    uint64_t floats;
+    bool adam;  // Else SGD: Adam's two slots triple the state.
+  };
+  const std::vector<Case> cases =
+      a.quick ? std::vector<Case>{{uint64_t{1} << 20, false},
+                                  {uint64_t{4} << 20, false},
+                                  {uint64_t{1} << 20, true}}
+              : std::vector<Case>{{uint64_t{64} << 20, false},
+                                  {uint64_t{256} << 20, false},
+                                  {uint64_t{32} << 20, true}};
+  for (const auto [floats, adam] : cases) {
+    const uint64_t state_floats = floats * (adam ? 3 : 1);
+    const double mb = static_cast<double>(state_floats) * sizeof(float) / 1e6;
     // The shard's own checkpoint of a dense table of `floats`, while a worker pushes a
     // small update every millisecond: the longest push during the checkpoint is the
     // pause training sees. (Pushing back to back would take a whole core of this
     // 2-core box from the checkpoint writer, which the raw baseline does not share.)
-    const int runs = floats > (64u << 20) ? 1 : 2;
+    const int runs = state_floats > (64u << 20) ? 1 : 2;
     ShardCheckpoint cp;
     uint64_t pause_us = 0;
     double pause_share = 0;
@@ -733,7 +747,8 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
       std::unique_ptr<TestCluster> cluster = TestCluster::Start(1, BenchDir("checkpoint_shard"));
       std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), 2);
       const std::string job = "ckpt";
-      if (auto s = clients[0]->SetupJob(AsyncJob(job, 1), {Table("w", TableSpec::DENSE, floats, 0)});
+      if (auto s = clients[0]->SetupJob(AsyncJob(job, 1),
+                                        {Table("w", TableSpec::DENSE, floats, 0, adam)});
           !s.ok()) {
         Fail("checkpoint setup", s.status());
       }
@@ -774,10 +789,12 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
       done.store(true);
       pusher.join();
     }
-    const CheckpointBenchResult raw = RunCheckpointBench(BenchDir("checkpoint_raw"), floats, runs);
+    const CheckpointBenchResult raw =
+        RunCheckpointBench(BenchDir("checkpoint_raw"), state_floats, runs);
     const double ours_mbps = cp.write_us > 0 ? static_cast<double>(cp.bytes) / cp.write_us : 0;
     Row row;
     row.Set("floats", static_cast<double>(floats))
+        .Set("optimizer", adam ? "adam" : "sgd")
         .Set("mb", mb)
         .Set("ours_mbps", ours_mbps)
         .Set("store_mbps", raw.store_mb_per_s)
