@@ -1,12 +1,13 @@
 #include "server/dense_values.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace ps {
 
-DenseValues::DenseValues(size_t n) {
+DenseValues::DenseValues(size_t n, float fill) {
   Allocate(n);
-  for (const auto& block : blocks_) std::memset(block->data(), 0, block->size() * sizeof(float));
+  for (const auto& block : blocks_) std::fill_n(block->data(), block->size(), fill);
 }
 
 void DenseValues::Allocate(size_t n) {
@@ -45,13 +46,10 @@ void DenseValues::Lend(size_t begin, size_t n, size_t at, std::vector<LentBytes>
   });
 }
 
-std::vector<ByteRun> DenseValues::Runs() const {
-  std::vector<ByteRun> runs;
-  runs.reserve(blocks_.size());
+void DenseValues::AppendRuns(std::vector<ByteRun>* runs) const {
   for (const auto& block : blocks_) {
-    runs.push_back(ByteRun{block->data(), block->size() * sizeof(float)});
+    runs->push_back(ByteRun{block->data(), block->size() * sizeof(float)});
   }
-  return runs;
 }
 
 void DenseValues::Assign(const char* bytes, size_t n) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/lendable.h"
+#include "common/logging.h"
 #include "common/parallel_copy.h"
 
 namespace ps {
@@ -32,7 +33,7 @@ class DenseValues {
   static constexpr size_t kBlockFloats = size_t{1} << 19;
 
   DenseValues() = default;
-  explicit DenseValues(size_t n);  // n zeros.
+  explicit DenseValues(size_t n, float fill = 0.0f);
   DenseValues(DenseValues&&) = default;
   DenseValues& operator=(DenseValues&&) = default;
 
@@ -56,11 +57,20 @@ class DenseValues {
     });
   }
 
+  // The writable values [begin, begin + k) of a run that lies in one block, as
+  // MutableRuns hands out (for arrays of the same size written in step with another's
+  // runs: an optimizer's slots with its weights).
+  float* MutableRun(size_t begin, size_t k) {
+    PS_CHECK(begin % kBlockFloats + k <= kBlockFloats && begin + k <= size_);
+    return Writable(begin / kBlockFloats) + begin % kBlockFloats;
+  }
+
   // Appends the views of [begin, begin + n), one per block, each with `at`.
   void Lend(size_t begin, size_t n, size_t at, std::vector<LentBytes>* out) const;
 
-  // Every value's bytes in order, as runs (for a snapshot copy, common/parallel_copy.h).
-  std::vector<ByteRun> Runs() const;
+  // Appends every value's bytes in order, as runs (for a snapshot copy,
+  // common/parallel_copy.h).
+  void AppendRuns(std::vector<ByteRun>* runs) const;
 
   // Replaces the values with `n` floats read from `bytes` (any alignment), in new
   // blocks: a lent one is left to its readers.

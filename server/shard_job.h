@@ -195,9 +195,9 @@ class ShardJob {
 
   // Copies the state; the caller writes it. Clock: SYNC the applied clock, else the
   // slowest rank's clock. The buffers the copy goes into are prepared (mapped) before
-  // the lock is taken; under the lock the dense weights are only borrowed (their blocks
-  // lent, copy on write) and copied after it, so the lock is held for the rest alone
-  // (the optimizer slots, sparse tables, the job's own state).
+  // the lock is taken; under the lock dense tables (weights and optimizer slots) are
+  // only borrowed (their blocks lent, copy on write) and copied after it, so the lock
+  // is held for the rest alone (sparse tables, the job's own state).
   JobSnapshot Snapshot();
   // Gives back the records of a snapshot once written: the next snapshot copies the
   // tables into these buffers, whose memory is already mapped. The job keeps at most

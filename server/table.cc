@@ -72,9 +72,10 @@ Table::Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64
       seed_(job_seed),
       local_begin_(config_.sparse ? 0 : local_begin),
       local_count_(config_.sparse ? 0 : local_count),
-      num_slots_(NumSlots(config_.optimizer.kind)),
-      slots_(num_slots_) {
-  if (!config_.sparse) {
+      num_slots_(NumSlots(config_.optimizer.kind)) {
+  if (config_.sparse) {
+    slots_.resize(num_slots_);
+  } else {
     dense_ = DenseValues(local_count_);  // Zeros: the values of a zero initialiser.
     if (config_.init != InitKind::kZeros && config_.init_scale != 0.0f) {
       dense_.MutableRuns(0, local_count_, [&](size_t at, float* w, size_t k) {
@@ -84,9 +85,15 @@ Table::Table(TableConfig config, uint64_t job_seed, uint64_t local_begin, uint64
       });
     }
     for (int s = 0; s < num_slots_; ++s) {
-      slots_[s] = HugeValues(local_count_, InitialSlotValue(config_.optimizer, s));
+      dense_slots_.emplace_back(local_count_, InitialSlotValue(config_.optimizer, s));
     }
   }
+}
+
+uint64_t Table::copies_on_write() const {
+  uint64_t copies = dense_.copies_on_write();
+  for (const DenseValues& s : dense_slots_) copies += s.copies_on_write();
+  return copies;
 }
 
 uint64_t Table::RowBytes() const {
@@ -202,7 +209,7 @@ void Table::ApplyDense(uint64_t begin, const void* grad, size_t n) {
   const uint64_t off = begin - local_begin_;
   dense_.MutableRuns(off, n, [&](size_t at, float* w, size_t k) {
     float* slots[2] = {nullptr, nullptr};
-    for (int s = 0; s < num_slots_; ++s) slots[s] = slots_[s].data() + off + at;
+    for (int s = 0; s < num_slots_; ++s) slots[s] = dense_slots_[s].MutableRun(off + at, k);
     ApplyOptimizer(config_.optimizer, step_, static_cast<const char*>(grad) + at * sizeof(float),
                    w, slots, k);
   });
@@ -255,13 +262,15 @@ void Table::SaveStateInto(std::string* buffer, std::vector<LentBytes>* lent) con
     char* dst = out.data();
     std::memcpy(dst, header.data(), header.size());
     dst += header.size();
-    const size_t array_bytes = local_count_ * sizeof(float);
     if (lent != nullptr) {
       dense_.Lend(0, local_count_, header.size(), lent);
+      for (const DenseValues& s : dense_slots_) s.Lend(0, local_count_, header.size(), lent);
     } else {
-      ParallelGather(dst, dense_.Runs());
+      std::vector<ByteRun> runs;
+      dense_.AppendRuns(&runs);
+      for (const DenseValues& s : dense_slots_) s.AppendRuns(&runs);
+      ParallelGather(dst, runs);
     }
-    for (const auto& s : slots_) ParallelCopy(dst += array_bytes, s.data(), array_bytes);
     return;
   }
   out.clear();
@@ -308,15 +317,20 @@ absl::Status Table::LoadState(absl::string_view bytes) {
     keys.resize(n);
     if (auto s = r.Raw(keys.data(), n * sizeof(uint64_t)); !s.ok()) return s;
   }
-  // Dense weights are read in place below, once the whole record is known to fit.
-  const char* dense_weights = nullptr;
-  std::vector<float> weights;
-  if (config_.sparse) {
-    weights = HugeValues(n * row_width, 0.0f);
-    if (auto s = r.Raw(weights.data(), weights.size() * sizeof(float)); !s.ok()) return s;
-  } else {
-    if (auto s = r.View(n * sizeof(float), &dense_weights); !s.ok()) return s;
+  if (!config_.sparse) {
+    // Weights and slots are read in place, once the whole record is known to fit.
+    std::vector<const char*> arrays(1 + num_slots_);
+    for (const char*& a : arrays) {
+      if (auto s = r.View(n * sizeof(float), &a); !s.ok()) return s;
+    }
+    if (!r.done()) return absl::DataLossError(what + ": trailing bytes in record");
+    step_ = step;
+    dense_.Assign(arrays[0], n);
+    for (int s = 0; s < num_slots_; ++s) dense_slots_[s].Assign(arrays[1 + s], n);
+    return absl::OkStatus();
   }
+  std::vector<float> weights = HugeValues(n * row_width, 0.0f);
+  if (auto s = r.Raw(weights.data(), weights.size() * sizeof(float)); !s.ok()) return s;
   std::vector<std::vector<float>> slots(num_slots_);
   for (auto& sl : slots) {
     sl = HugeValues(n * row_width, 0.0f);
@@ -324,7 +338,6 @@ absl::Status Table::LoadState(absl::string_view bytes) {
   }
   if (!r.done()) return absl::DataLossError(what + ": trailing bytes in record");
   step_ = step;
-  if (dense_weights != nullptr) dense_.Assign(dense_weights, n);
   weights_ = std::move(weights);
   slots_ = std::move(slots);
   keys_ = std::move(keys);

@@ -70,8 +70,8 @@ class Table {
   // Dense: lends the bytes of [begin, begin + count) instead (server/dense_values.h),
   // appended to `out` with `at`.
   void LendDense(uint64_t begin, uint64_t count, size_t at, std::vector<LentBytes>* out) const;
-  // Dense: writes that had to copy a lent block first.
-  uint64_t copies_on_write() const { return dense_.copies_on_write(); }
+  // Dense: writes that had to copy a lent block (of weights or slots) first.
+  uint64_t copies_on_write() const;
 
   // Sparse: number of distinct keys in `keys` without a row yet.
   uint64_t CountMissing(absl::Span<const uint64_t> keys) const;
@@ -98,11 +98,11 @@ class Table {
   // bytes do not fit this table's shape.
   std::string SaveState() const;
   // As SaveState, into `out` (replacing its contents, reusing its capacity). With
-  // `lent`, a dense table's weights are not copied: their blocks are lent there, in
-  // order, all with `at` = the offset where the weights begin in `out`, whose room for
-  // them is left as it was; the caller copies them there once it has released the
-  // job's lock (ShardJob::FillLoans), and a push meanwhile copies the blocks it writes
-  // (server/dense_values.h). Sparse tables are copied either way.
+  // `lent`, a dense table's weights and slots are not copied: their blocks are lent
+  // there, in order, all with `at` = the offset where the weights begin in `out`, whose
+  // room for them is left as it was; the caller copies them there once it has
+  // released the job's lock (ShardJob::FillLoans), and a push meanwhile copies the
+  // blocks it writes (server/dense_values.h). Sparse tables are copied either way.
   void SaveStateInto(std::string* out, std::vector<LentBytes>* lent = nullptr) const;
   // The size of SaveState().
   uint64_t StateBytes() const;
@@ -123,7 +123,8 @@ class Table {
 
   uint64_t step_ = 0;
   DenseValues dense_;  // Dense: the local_count weights.
-  // Sparse: rows * dim floats, row i for keys_[i].
+  std::vector<DenseValues> dense_slots_;  // Dense: the optimizer's, as many floats each.
+  // Sparse: rows * dim floats, row i for keys_[i], and as many in each slot.
   std::vector<float> weights_;
   std::vector<std::vector<float>> slots_;
   std::vector<uint64_t> keys_;                     // Sparse: key of each row.

@@ -98,18 +98,17 @@ TEST(TableTest, DenseStateOverwritesARecycledBufferEntirely) {
   EXPECT_EQ(copy.Digest(), t.Digest());
 }
 
-// A snapshot that borrows the weights (SaveStateInto with `lent`) and copies them
-// after a push landed still holds the state from before the push: the push wrote
-// copies of the lent blocks. Slots are copied at once.
-TEST(TableTest, BorrowedWeightsOfASnapshotSurviveAPush) {
+// A snapshot that borrows the weights and slots (SaveStateInto with `lent`) and
+// copies them after a push landed still holds the state from before the push: the
+// push wrote copies of the lent blocks.
+TEST(TableTest, BorrowedStateOfASnapshotSurvivesAPush) {
   TableConfig c;
   c.name = "w";
-  c.size = 2 * DenseValues::kBlockFloats + 5;  // Three blocks.
+  c.size = 2 * DenseValues::kBlockFloats + 5;  // Three blocks of each array.
   c.init = InitKind::kUniform;
   c.init_scale = 0.2f;
-  c.optimizer.kind = OptimizerKind::kMomentum;
+  c.optimizer.kind = OptimizerKind::kAdam;  // Two slots.
   c.optimizer.learning_rate = 0.1f;
-  c.optimizer.momentum = 0.9f;
   Table t(c, 7, 0, c.size);
   std::vector<float> grad(c.size, 0.25f);
   t.BeginStep();
@@ -119,10 +118,10 @@ TEST(TableTest, BorrowedWeightsOfASnapshotSurviveAPush) {
   std::string snap(t.StateBytes(), '\x7f');
   std::vector<LentBytes> lent;
   t.SaveStateInto(&snap, &lent);
-  ASSERT_EQ(lent.size(), 3u);
+  ASSERT_EQ(lent.size(), 9u);  // Weights, then each slot.
   t.BeginStep();
   t.ApplyDense(0, grad.data(), grad.size());
-  EXPECT_EQ(t.copies_on_write(), 3u);
+  EXPECT_EQ(t.copies_on_write(), 9u);
   std::vector<ByteRun> runs;
   for (const LentBytes& l : lent) runs.push_back(ByteRun{l.data, l.size});
   ParallelGather(snap.data() + lent.front().at, runs);
@@ -131,7 +130,7 @@ TEST(TableTest, BorrowedWeightsOfASnapshotSurviveAPush) {
   EXPECT_NE(t.SaveState(), before);
   t.BeginStep();
   t.ApplyDense(0, grad.data(), grad.size());
-  EXPECT_EQ(t.copies_on_write(), 3u) << "loans back: pushes write in place again";
+  EXPECT_EQ(t.copies_on_write(), 9u) << "loans back: pushes write in place again";
 }
 
 // A dense part that starts mid-table and spans several blocks: a step over a range
@@ -168,6 +167,12 @@ TEST(TableTest, DenseStepsAcrossBlocksEqualOneFlatStep) {
   for (const LentBytes& l : lent) joined.append(l.data, l.size);
   EXPECT_EQ(lent.size(), 3u);  // The end of block 0, all of block 1, the start of 2.
   EXPECT_TRUE(joined == read.substr((begin - local_begin) * sizeof(float), n * sizeof(float)));
+  // The slots, stepped run by run beside the weights, follow them in the state.
+  const std::string state = t.SaveState();
+  const size_t array = local_count * sizeof(float);
+  ASSERT_EQ(state.size(), 8 + 4 + 8 + 3 * array);
+  EXPECT_EQ(std::memcmp(state.data() + 20 + array, m.data(), array), 0);
+  EXPECT_EQ(std::memcmp(state.data() + 20 + 2 * array, v.data(), array), 0);
 }
 
 }  // namespace
