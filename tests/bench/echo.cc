@@ -101,13 +101,11 @@ Rounds EchoClient::TimeRounds(size_t bytes, size_t chunk, int iters) {
   });
 }
 
-std::vector<double> EchoClient::RoundTripsUs(size_t bytes, int n) {
+bool EchoClient::RoundTripsUs(size_t bytes, int n, std::vector<double>* us) {
   const grpc::ByteBuffer request = Payload(bytes);
-  std::vector<double> out;
-  out.reserve(n);
   std::mutex mu;
   std::condition_variable cv;
-  for (int i = -n / 10; i < n; ++i) {  // The first tenth warms up.
+  for (int i = 0; i < n; ++i) {
     grpc::ClientContext ctx;
     grpc::ByteBuffer reply;
     bool done = false;
@@ -122,10 +120,10 @@ std::vector<double> EchoClient::RoundTripsUs(size_t bytes, int n) {
                          });
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return done; });
-    if (!ok) return {};
-    if (i >= 0) out.push_back(SecondsSince(t0) * 1e6);
+    if (!ok) return false;
+    us->push_back(SecondsSince(t0) * 1e6);
   }
-  return out;
+  return true;
 }
 
 EchoBest BestEcho(const EchoServer& server, size_t bytes, const std::vector<size_t>& chunks,

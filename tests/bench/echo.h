@@ -38,8 +38,9 @@ class EchoClient {
   // Moves `bytes` to the server and back in calls of `chunk` bytes, all in flight at
   // once, `iters` times after one warm-up round; empty rounds on a failed call.
   Rounds TimeRounds(size_t bytes, size_t chunk, int iters);
-  // Round-trip times (µs) of `n` sequential calls of `bytes` each; empty on failure.
-  std::vector<double> RoundTripsUs(size_t bytes, int n);
+  // Appends the round-trip times (µs) of `n` sequential calls of `bytes` each to `us`;
+  // false on a failed call.
+  bool RoundTripsUs(size_t bytes, int n, std::vector<double>* us);
 
  private:
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
