@@ -88,6 +88,15 @@ absl::StatusOr<JobConfig> JobConfigFromBlob(const std::string& blob) {
   return JobConfigFromProto(p);
 }
 
+bool SameJobConfig(const std::string& held, const ShardJobConfig& offered) {
+  ShardJobConfig h;
+  if (!h.ParseFromString(held)) return false;
+  if (h.total_clocks() == 0 || offered.total_clocks() == 0) {
+    h.set_total_clocks(offered.total_clocks());
+  }
+  return h.SerializeAsString() == offered.SerializeAsString();
+}
+
 absl::StatusOr<TableConfig> TableConfigFromProto(const TableSpec& spec) {
   if (auto s = ValidateTableSpec(spec, "table"); !s.ok()) return s;
   TableConfig t;

@@ -19,6 +19,11 @@ namespace ps {
 absl::StatusOr<JobConfig> JobConfigFromProto(const ShardJobConfig& config);
 // The same from a config_blob (checkpoint restart).
 absl::StatusOr<JobConfig> JobConfigFromBlob(const std::string& blob);
+// Whether `offered` sets up the job whose config_blob is `held`: equal, except that a
+// total_clocks of 0 (unknown: sent or recorded by a build without the field) matches
+// any. A job checkpointed before total_clocks existed is then carried on by workers of
+// a build that sends it, and the other way round.
+bool SameJobConfig(const std::string& held, const ShardJobConfig& offered);
 
 // Validates `spec` (INVALID_ARGUMENT naming "table.<field>") and converts it.
 absl::StatusOr<TableConfig> TableConfigFromProto(const TableSpec& spec);

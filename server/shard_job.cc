@@ -52,8 +52,18 @@ std::string SliceField(size_t i, absl::string_view member) {
 
 ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink,
                    ShardLimits limits)
-    : config_(std::move(config)), budget_(budget), sink_(std::move(sink)), limits_(limits) {
+    : config_(std::move(config)),
+      budget_(budget),
+      sink_(std::move(sink)),
+      limits_(limits),
+      total_clocks_(config_.total_clocks) {
   ranks_.resize(config_.num_workers);
+}
+
+uint64_t ShardJob::AdoptTotalClocks(uint64_t total) {
+  uint64_t known = 0;
+  if (total_clocks_.compare_exchange_strong(known, total, std::memory_order_relaxed)) return total;
+  return known;
 }
 
 ShardJob::~ShardJob() {
@@ -619,7 +629,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       const bool periodic = every > 0 && config_.mode != ConsistencyMode::kAsync &&
                             after / every != before / every;
       // The finished model, whatever the interval (JobConfig::total_clocks).
-      const uint64_t total = config_.total_clocks;
+      const uint64_t total = total_clocks();
       const bool final =
           config_.takes_checkpoints && total > 0 && before < total && after >= total;
       if (sink_ && (periodic || final)) {

@@ -160,6 +160,14 @@ class ShardJob {
 
   const JobConfig& config() const { return config_; }
 
+  // The job's last clock: config().total_clocks, or what AdoptTotalClocks set; 0 =
+  // unknown.
+  uint64_t total_clocks() const { return total_clocks_.load(std::memory_order_relaxed); }
+  // Sets the last clock of a job whose config did not say it (restored from the
+  // checkpoint of a build that had no ShardJobConfig.total_clocks, and now set up by a
+  // worker that sends it), unless it is known already; returns the one in effect.
+  uint64_t AdoptTotalClocks(uint64_t total);
+
   // Creates a table (the local part of a dense table by common/partition.h). OK and a
   // no-op when an equal table exists; FAILED_PRECONDITION when a different one does;
   // RESOURCE_EXHAUSTED past the memory budget.
@@ -272,6 +280,8 @@ class ShardJob {
   MemoryBudget* const budget_;  // Not owned.
   const SnapshotSink sink_;
   const ShardLimits limits_;
+
+  std::atomic<uint64_t> total_clocks_;  // config_.total_clocks until adopted.
 
   // Buffers for the next snapshot's table states, by record name. Taken while `mu_`
   // may be held: never acquire `mu_` while holding `spare_mu_`.

@@ -300,5 +300,75 @@ TEST_F(ShardServiceTest, CheckpointRestoreAndListTables) {
   EXPECT_EQ(tables.config().num_workers(), 2u);
 }
 
+// A job whose config has no total_clocks (as one restored from the checkpoint of a
+// build without the field) is set up again by a worker that sends it: the same job,
+// and it takes the last clock, so its final checkpoint is taken whatever the interval.
+// Other differences are still refused, and so is another last clock once known.
+TEST_F(ShardServiceTest, AJobThatDidNotKnowItsLastClockTakesItFromAWorker) {
+  bool existed = false;
+  auto create = [&](uint32_t workers, uint64_t total) {
+    CreateJobRequest req;
+    ShardJobConfig* c = req.mutable_config();
+    c->set_job_id("old");
+    c->set_seed(3);
+    c->mutable_consistency()->set_mode(SYNC);
+    c->set_num_workers(workers);
+    c->set_num_shards(1);
+    c->mutable_checkpoint()->set_interval_clocks(10);
+    c->set_total_clocks(total);
+    CreateJobResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status s = stub_->CreateJob(&ctx, req, &resp);
+    existed = resp.existed();
+    return s;
+  };
+  ASSERT_TRUE(create(1, 0).ok());
+  EXPECT_FALSE(existed);
+  std::shared_ptr<ShardJob> job = *core_->FindJob("old");
+  EXPECT_EQ(job->total_clocks(), 0u);
+  const grpc::Status other = create(2, 3);
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << other.error_message();
+  EXPECT_EQ(job->total_clocks(), 0u);
+  ASSERT_TRUE(create(1, 3).ok());
+  EXPECT_TRUE(existed);
+  EXPECT_EQ(job->total_clocks(), 3u);
+  EXPECT_TRUE(create(1, 0).ok()) << "a worker that does not send it";
+  EXPECT_TRUE(existed);
+  const grpc::Status longer = create(1, 7);
+  EXPECT_EQ(longer.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(longer.error_message().find("config.total_clocks"), std::string::npos)
+      << longer.error_message();
+  EXPECT_EQ(job->total_clocks(), 3u);
+
+  CreateTableRequest t;
+  t.set_job_id("old");
+  TableSpec* spec = t.mutable_table();
+  spec->set_name("w");
+  spec->set_kind(TableSpec::DENSE);
+  spec->set_size(6);
+  spec->mutable_optimizer()->mutable_sgd();
+  spec->mutable_optimizer()->set_learning_rate(0.5f);
+  CreateTableResponse tr;
+  grpc::ClientContext tctx;
+  ASSERT_TRUE(stub_->CreateTable(&tctx, t, &tr).ok());
+  for (uint64_t clock = 0; clock < 3; ++clock) {
+    PushRequest push = DensePush(0, clock, 1.0f);
+    push.set_job_id("old");
+    ASSERT_TRUE(Push(push).ok()) << clock;
+  }
+  // Checkpoints are written by the shard's writer thread.
+  uint64_t newest = 0;
+  for (int i = 0; i < 500 && newest != 3; ++i) {
+    GetStatsRequest sr;
+    sr.set_job_id("old");
+    GetStatsResponse stats;
+    grpc::ClientContext sctx;
+    ASSERT_TRUE(stub_->GetStats(&sctx, sr, &stats).ok());
+    newest = stats.jobs(0).last_checkpoint_clock();
+    if (newest != 3) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(newest, 3u) << "the last clock was not checkpointed (interval 10)";
+}
+
 }  // namespace
 }  // namespace ps
