@@ -88,13 +88,20 @@ absl::StatusOr<JobConfig> JobConfigFromBlob(const std::string& blob) {
   return JobConfigFromProto(p);
 }
 
-bool SameJobConfig(const std::string& held, const ShardJobConfig& offered) {
-  ShardJobConfig h;
-  if (!h.ParseFromString(held)) return false;
-  if (h.total_clocks() == 0 || offered.total_clocks() == 0) {
-    h.set_total_clocks(offered.total_clocks());
+bool SameJobConfig(const std::string& held, const std::string& offered) {
+  ShardJobConfig h, o;
+  if (!h.ParseFromString(held) || !o.ParseFromString(offered)) return false;
+  if (h.total_clocks() == 0 || o.total_clocks() == 0) {
+    h.clear_total_clocks();
+    o.clear_total_clocks();
   }
-  return h.SerializeAsString() == offered.SerializeAsString();
+  return h.SerializeAsString() == o.SerializeAsString();
+}
+
+void UseProtoConfigs(ShardCore::Options* options) {
+  options->decode_job = JobConfigFromBlob;
+  options->decode_table = TableConfigFromBlob;
+  options->same_job = SameJobConfig;
 }
 
 absl::StatusOr<TableConfig> TableConfigFromProto(const TableSpec& spec) {

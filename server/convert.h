@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "common/packing.h"
 #include "proto/shard.pb.h"
+#include "server/shard_core.h"
 #include "server/shard_job.h"
 #include "server/table.h"
 
@@ -23,7 +24,11 @@ absl::StatusOr<JobConfig> JobConfigFromBlob(const std::string& blob);
 // total_clocks of 0 (unknown: sent or recorded by a build without the field) matches
 // any. A job checkpointed before total_clocks existed is then carried on by workers of
 // a build that sends it, and the other way round.
-bool SameJobConfig(const std::string& held, const ShardJobConfig& offered);
+// Both are ShardJobConfig blobs; false when either does not parse.
+bool SameJobConfig(const std::string& held, const std::string& offered);
+// Sets the options' readers of config blobs (decode_job, decode_table, same_job) to
+// the functions above.
+void UseProtoConfigs(ShardCore::Options* options);
 
 // Validates `spec` (INVALID_ARGUMENT naming "table.<field>") and converts it.
 absl::StatusOr<TableConfig> TableConfigFromProto(const TableSpec& spec);

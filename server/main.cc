@@ -123,8 +123,7 @@ int Run() {
   options.limits.max_sparse_rows_per_table = absl::GetFlag(FLAGS_max_sparse_rows_per_table);
   options.data_dir = data_dir;
   options.coordinated = !absl::GetFlag(FLAGS_coordinator).empty();
-  options.decode_job = JobConfigFromBlob;
-  options.decode_table = TableConfigFromBlob;
+  UseProtoConfigs(&options);
   // Set once the coordinator link exists; checkpoints written before are reported by
   // none (the coordinator learns the catalog from later ones).
   std::atomic<MemberLink*> link{nullptr};

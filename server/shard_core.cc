@@ -111,10 +111,19 @@ absl::Status ShardCore::CreateJob(JobConfig config, bool* existed) {
   MutexLock lock(&mu_);
   auto it = jobs_.find(config.job_id);
   if (it != jobs_.end()) {
-    if (it->second->config().config_blob != config.config_blob) {
+    ShardJob& job = *it->second;
+    const std::string& held = job.config().config_blob;
+    if (held != config.config_blob &&
+        (options_.same_job == nullptr || !options_.same_job(held, config.config_blob))) {
       return absl::FailedPreconditionError(absl::StrCat(
           "config: job '", config.job_id, "' exists on shard ", options_.shard_id,
           " with another config"));
+    }
+    const uint64_t total = job.AdoptTotalClocks(config.total_clocks);
+    if (config.total_clocks != 0 && total != config.total_clocks) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("config.total_clocks: job '", config.job_id, "' runs ", total,
+                       " clocks on shard ", options_.shard_id, ", not ", config.total_clocks));
     }
     *existed = true;
     return absl::OkStatus();
@@ -231,7 +240,7 @@ void ShardCore::WriterLoop() {
     std::vector<CheckpointRecord> records = ToStoreRecords(std::move(task.snapshot.records));
     absl::StatusOr<uint64_t> bytes = store_->Write(task.snapshot.job_id, task.snapshot.clock,
                                                    records, task.snapshot.keep, keep_from);
-    // The write: copying the weights the snapshot borrowed (ShardJob::Snapshot), then
+    // The write: copying the dense state the snapshot borrowed (ShardJob::Snapshot), then
     // the store's.
     info.write_us = task.snapshot.fill_us +
                     static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(

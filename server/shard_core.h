@@ -53,6 +53,9 @@ class ShardCore {
     // Decode the opaque config blobs stored with checkpoints (restart and restore).
     std::function<absl::StatusOr<JobConfig>(const std::string& blob)> decode_job;
     std::function<absl::StatusOr<TableConfig>(const std::string& blob)> decode_table;
+    // Whether the config blob of a job held here and an offered one set up the same
+    // job (convert.h SameJobConfig); unset: when they are equal bytes.
+    std::function<bool(const std::string& held, const std::string& offered)> same_job;
     // Called on the writer thread after each durable checkpoint.
     std::function<void(const CheckpointInfo&)> on_checkpoint;
   };
@@ -66,8 +69,10 @@ class ShardCore {
   uint32_t shard_id() const { return options_.shard_id; }
   const MemoryBudget& budget() const { return budget_; }
 
-  // Creates the job; `*existed` when it was there with an equal config (a different
-  // one is FAILED_PRECONDITION).
+  // Creates the job; `*existed` when it was there with the same config (Options::
+  // same_job; a different one is FAILED_PRECONDITION). A job held without its last
+  // clock takes the offered one (ShardJob::AdoptTotalClocks); another last clock than
+  // the one it has is FAILED_PRECONDITION naming config.total_clocks.
   absl::Status CreateJob(JobConfig config, bool* existed);
   absl::Status DropJob(const std::string& job_id, bool delete_checkpoints);
   // NOT_FOUND naming job_id when absent.

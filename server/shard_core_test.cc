@@ -17,8 +17,7 @@ namespace {
 ShardCore::Options Options(const std::string& name) {
   ShardCore::Options o;
   o.data_dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
-  o.decode_job = JobConfigFromBlob;
-  o.decode_table = TableConfigFromBlob;
+  UseProtoConfigs(&o);
   return o;
 }
 

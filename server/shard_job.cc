@@ -62,7 +62,7 @@ ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink,
 
 uint64_t ShardJob::AdoptTotalClocks(uint64_t total) {
   uint64_t known = 0;
-  if (total_clocks_.compare_exchange_strong(known, total, std::memory_order_relaxed)) return total;
+  if (total_clocks_.compare_exchange_strong(known, total, std::memory_order_acq_rel)) return total;
   return known;
 }
 
@@ -527,7 +527,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
   std::vector<std::function<void()>> wake;
   JobSnapshot snapshot;
   bool snapshot_due = false;
-  SnapshotLoans loans;  // The weights it borrowed, copied once the lock is released.
+  SnapshotLoans loans;  // The dense state it borrowed, copied once the lock is released.
   PushResult result;
   {
     MutexLock lock(&mu_);
@@ -682,7 +682,7 @@ JobSnapshot ShardJob::Snapshot() {
 void ShardJob::FillLoans(SnapshotLoans loans, JobSnapshot* snap) {
   const auto start = std::chrono::steady_clock::now();
   for (auto& [record, lent] : loans) {
-    // One table's weights: consecutive ranges of its record, in order.
+    // One dense table's weights and slots: consecutive ranges of its record, in order.
     std::vector<ByteRun> runs;
     runs.reserve(lent.size());
     for (const LentBytes& l : lent) runs.push_back(ByteRun{l.data, l.size});

@@ -162,7 +162,7 @@ class ShardJob {
 
   // The job's last clock: config().total_clocks, or what AdoptTotalClocks set; 0 =
   // unknown.
-  uint64_t total_clocks() const { return total_clocks_.load(std::memory_order_relaxed); }
+  uint64_t total_clocks() const { return total_clocks_.load(std::memory_order_acquire); }
   // Sets the last clock of a job whose config did not say it (restored from the
   // checkpoint of a build that had no ShardJobConfig.total_clocks, and now set up by a
   // worker that sends it), unless it is known already; returns the one in effect.
@@ -261,7 +261,7 @@ class ShardJob {
   std::vector<std::function<void()>> TakeReadyWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Dense weights a snapshot borrowed: (record index, lent ranges of its bytes).
   using SnapshotLoans = std::vector<std::pair<size_t, std::vector<LentBytes>>>;
-  // The snapshot, with the dense weights lent into `loans` rather than copied.
+  // The snapshot, with the dense weights and slots lent into `loans` rather than copied.
   JobSnapshot SnapshotLocked(SnapshotLoans* loans) ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Copies what `loans` lent into `snap`'s records (without the lock) and returns the
   // loans; adds the time to snap->fill_us.

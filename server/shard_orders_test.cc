@@ -20,8 +20,7 @@ class ShardOrdersTest : public ::testing::Test {
     ShardCore::Options o;
     o.data_dir = std::string(std::getenv("TEST_TMPDIR")) + "/" +
                  ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    o.decode_job = JobConfigFromBlob;
-    o.decode_table = TableConfigFromBlob;
+    UseProtoConfigs(&o);
     o.coordinated = true;
     absl::StatusOr<std::unique_ptr<ShardCore>> core = ShardCore::Open(o);
     ASSERT_TRUE(core.ok()) << core.status();

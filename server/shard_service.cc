@@ -157,20 +157,7 @@ grpc::ServerUnaryReactor* ShardServiceImpl::CreateJob(grpc::CallbackServerContex
     if (!config.ok()) return config.status();
     bool existed = false;
     const std::string id = config->job_id;
-    absl::StatusOr<std::shared_ptr<ShardJob>> held = core_->FindJob(id);
-    if (held.ok() && (*held)->config().config_blob != config->config_blob &&
-        SameJobConfig((*held)->config().config_blob, req->config())) {
-      // The same job, one side not knowing its last clock (SameJobConfig).
-      const uint64_t offered = req->config().total_clocks();
-      const uint64_t total = (*held)->AdoptTotalClocks(offered);
-      if (offered != 0 && total != offered) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "config.total_clocks: job '", id, "' runs ", total, " clocks here, not ", offered));
-      }
-      existed = true;
-    } else if (absl::Status s = core_->CreateJob(*std::move(config), &existed); !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = core_->CreateJob(*std::move(config), &existed); !s.ok()) return s;
     resp->set_existed(existed);
     absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(id);
     if (job.ok()) resp->set_clock((*job)->clock());

@@ -25,8 +25,7 @@ class ShardServiceTest : public ::testing::Test {
     ShardCore::Options o;
     o.data_dir = dir_;
     o.memory_budget_bytes = 1 << 20;
-    o.decode_job = JobConfigFromBlob;
-    o.decode_table = TableConfigFromBlob;
+    UseProtoConfigs(&o);
     core_ = *ShardCore::Open(o);
     service_ = std::make_unique<ShardServiceImpl>(core_.get());
     grpc::ServerBuilder b;

@@ -125,8 +125,7 @@ std::unique_ptr<TestCluster> TestCluster::Start(int num_shards, const std::strin
     ShardCore::Options o;
     o.shard_id = static_cast<uint32_t>(i);
     o.data_dir = absl::StrCat(dir, "/shard", i);
-    o.decode_job = JobConfigFromBlob;
-    o.decode_table = TableConfigFromBlob;
+    UseProtoConfigs(&o);
     absl::StatusOr<std::unique_ptr<ShardCore>> core = ShardCore::Open(std::move(o));
     PS_CHECK(core.ok()) << core.status();
     shard->core = *std::move(core);

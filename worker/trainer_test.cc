@@ -118,8 +118,7 @@ struct Outcome {
 std::unique_ptr<ShardCore> OpenShard(const std::string& name) {
   ShardCore::Options o;
   o.data_dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
-  o.decode_job = JobConfigFromBlob;
-  o.decode_table = TableConfigFromBlob;
+  UseProtoConfigs(&o);
   return *ShardCore::Open(o);
 }
 
