@@ -7,7 +7,7 @@ REQUIRED = {
               "ours_mean_gbps", "raw_gbps", "raw_mean_gbps", "ratio", "mean_ratio",
               "sequential_gbps", "sequential_ratio", "cpu_s_per_gb", "raw_cpu_s_per_gb",
               "cpu_ratio", "cpu_cores", "raw_cpu_cores"],
-    "sparse": ["keys", "dim", "dist", "shards", "pull_keys_per_s", "push_keys_per_s",
+    "sparse": ["keys", "dim", "dist", "shards", "clients", "pull_keys_per_s", "push_keys_per_s",
                "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
     "latency": ["op", "bytes", "p50_us", "p99_us", "calls_per_s", "raw_p50_us", "ratio"],
     "e2e": ["job", "workers", "cpu_threads", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",

@@ -437,66 +437,83 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
                                                                   : std::vector<int>{1, 2};
   const std::vector<uint32_t> dims =
       !a.sparse_dims.empty() ? a.sparse_dims : std::vector<uint32_t>{16, 64};
+  // One client makes one call at a time, as one worker does: its rate is that of the
+  // chain of routing, the shards' reads and the scatter. Two clients (two workers,
+  // ranks 0 and 1, each with its own keys) show what the shards serve at once.
+  const std::vector<int> client_counts{1, 2};
+  constexpr int kMaxClients = 2;
   std::map<std::string, std::vector<std::vector<uint64_t>>> keys;
   keys["uniform"] = KeySets(false, 0, 0, n, sets);
   keys["zipf1.1"] = KeySets(true, 1.1, a.quick ? uint64_t{1} << 18 : uint64_t{1} << 22, n, sets);
   for (int shards : shard_counts) {
     std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("sparse", shards)));
-    std::unique_ptr<GrpcPsClient> client = std::move(Clients(cluster->addresses(), 1)[0]);
+    std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), kMaxClients);
     for (uint32_t dim : dims) {
       const double memcpy_gbps = MemcpyGbps(n * dim * sizeof(float));
       for (const auto& [dist, key_sets] : keys) {
         const std::string job = absl::StrCat("sparse", dim, dist);
-        if (auto s = client->SetupJob(AsyncJob(job, 1), {Table("e", TableSpec::SPARSE, 0, dim)});
+        if (auto s = clients[0]->SetupJob(AsyncJob(job, kMaxClients),
+                                          {Table("e", TableSpec::SPARSE, 0, dim)});
             !s.ok()) {
           Fail("sparse setup", s.status());
         }
-        std::vector<float> values(n * dim, 1e-3f);
-        uint64_t clock = 0;
-        auto ref = [&](int i) {
-          return SparseRef{"e", key_sets[i].data(), key_sets[i].size(), dim, values.data()};
+        // Each client reads into and pushes from its own buffer, as its own rank.
+        std::vector<std::vector<float>> values(kMaxClients, std::vector<float>(n * dim, 1e-3f));
+        std::vector<uint64_t> clocks(kMaxClients, 0);
+        auto ref = [&](int client, int i) {
+          return SparseRef{"e", key_sets[i].data(), key_sets[i].size(), dim,
+                           values[client].data()};
         };
-        // Warm-up: creates every row, then one push.
+        // Warm-up: creates every row, then one push of each rank.
         for (int i = 0; i < sets; ++i) {
-          SparseRef r = ref(i);
-          if (auto s = client->Pull(job, 0, clock, {}, {&r, 1}); !s.ok()) Fail("pull", s);
+          SparseRef r = ref(0, i);
+          if (auto s = clients[0]->Pull(job, 0, 0, {}, {&r, 1}); !s.ok()) Fail("pull", s);
         }
-        // At least `min_calls` calls and `min_s` seconds each way: a call takes a few
-        // milliseconds, and a dozen of them moved by 2x from run to run.
-        int pulls = 0;
-        auto t0 = Clock::now();
-        while (pulls < min_calls || SecondsSince(t0) < min_s) {
-          SparseRef r = ref(pulls++ % sets);
-          if (auto s = client->Pull(job, 0, clock, {}, {&r, 1}); !s.ok()) Fail("pull", s);
+        for (int c = 0; c < kMaxClients; ++c) {
+          SparseRef r = ref(c, c % sets);
+          if (auto s = clients[c]->Push(job, c, clocks[c]++, {}, {&r, 1}); !s.ok()) {
+            Fail("push", s);
+          }
         }
-        const double pull_s = SecondsSince(t0);
-        {
-          SparseRef r = ref(0);
-          if (auto s = client->Push(job, 0, clock++, {}, {&r, 1}); !s.ok()) Fail("push", s);
+        for (int c : client_counts) {
+          // At least `min_calls` calls per client and `min_s` seconds each way: a call
+          // takes a few milliseconds, and a dozen of them moved by 2x from run to run.
+          auto run = [&](bool pull) {
+            std::atomic<int> calls{0};
+            const auto t0 = Clock::now();
+            RunParallel(c, [&](int i) {
+              int mine = 0;
+              while (mine < min_calls || SecondsSince(t0) < min_s) {
+                SparseRef r = ref(i, (mine + i) % sets);
+                absl::Status s = pull ? clients[i]->Pull(job, i, clocks[i], {}, {&r, 1})
+                                      : clients[i]->Push(job, i, clocks[i]++, {}, {&r, 1});
+                if (!s.ok()) Fail(pull ? "pull" : "push", s);
+                ++mine;
+              }
+              calls += mine;
+            });
+            return static_cast<double>(n) * calls.load() / SecondsSince(t0);
+          };
+          const double pull_keys_per_s = run(true);
+          const double push_keys_per_s = run(false);
+          const double row_bytes = static_cast<double>(dim) * sizeof(float);
+          const double pull_gbps = pull_keys_per_s * row_bytes / 1e9;
+          Row row;
+          row.Set("keys", static_cast<double>(n))
+              .Set("dim", dim)
+              .Set("dist", dist)
+              .Set("shards", shards)
+              .Set("clients", c)
+              .Set("pull_keys_per_s", pull_keys_per_s)
+              .Set("push_keys_per_s", push_keys_per_s)
+              .Set("pull_gbps", pull_gbps)
+              .Set("push_gbps", push_keys_per_s * row_bytes / 1e9)
+              .Set("memcpy_gbps", memcpy_gbps)
+              .Set("ratio", memcpy_gbps > 0 ? pull_gbps / memcpy_gbps : 0);
+          PS_LOG(INFO) << "sparse: " << row.ToText();
+          rows->push_back(std::move(row));
         }
-        int pushes = 0;
-        t0 = Clock::now();
-        while (pushes < min_calls || SecondsSince(t0) < min_s) {
-          SparseRef r = ref(pushes++ % sets);
-          if (auto s = client->Push(job, 0, clock++, {}, {&r, 1}); !s.ok()) Fail("push", s);
-        }
-        const double push_s = SecondsSince(t0);
-        const double row_bytes = static_cast<double>(n) * dim * sizeof(float);
-        const double pull_gbps = row_bytes * pulls / pull_s / 1e9;
-        Row row;
-        row.Set("keys", static_cast<double>(n))
-            .Set("dim", dim)
-            .Set("dist", dist)
-            .Set("shards", shards)
-            .Set("pull_keys_per_s", static_cast<double>(n) * pulls / pull_s)
-            .Set("push_keys_per_s", static_cast<double>(n) * pushes / push_s)
-            .Set("pull_gbps", pull_gbps)
-            .Set("push_gbps", row_bytes * pushes / push_s / 1e9)
-            .Set("memcpy_gbps", memcpy_gbps)
-            .Set("ratio", memcpy_gbps > 0 ? pull_gbps / memcpy_gbps : 0);
-        PS_LOG(INFO) << "sparse: " << row.ToText();
-        rows->push_back(std::move(row));
-        if (auto s = client->DropJob(job, true); !s.ok()) Fail("drop", s);
+        if (auto s = clients[0]->DropJob(job, true); !s.ok()) Fail("drop", s);
       }
     }
   }
