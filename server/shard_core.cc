@@ -119,7 +119,7 @@ absl::Status ShardCore::CreateJob(JobConfig config, bool* existed) {
           "config: job '", config.job_id, "' exists on shard ", options_.shard_id,
           " with another config"));
     }
-    const uint64_t total = job.AdoptTotalClocks(config.total_clocks);
+    const uint64_t total = job.AdoptTotalClocks(config.total_clocks, config.config_blob);
     if (config.total_clocks != 0 && total != config.total_clocks) {
       return absl::FailedPreconditionError(
           absl::StrCat("config.total_clocks: job '", config.job_id, "' runs ", total,

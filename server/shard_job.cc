@@ -56,14 +56,23 @@ ShardJob::ShardJob(JobConfig config, MemoryBudget* budget, SnapshotSink sink,
       budget_(budget),
       sink_(std::move(sink)),
       limits_(limits),
-      total_clocks_(config_.total_clocks) {
+      total_clocks_(config_.total_clocks),
+      record_blob_(config_.config_blob) {
   ranks_.resize(config_.num_workers);
 }
 
-uint64_t ShardJob::AdoptTotalClocks(uint64_t total) {
-  uint64_t known = 0;
-  if (total_clocks_.compare_exchange_strong(known, total, std::memory_order_acq_rel)) return total;
-  return known;
+uint64_t ShardJob::total_clocks() const {
+  ReaderMutexLock lock(&mu_);
+  return total_clocks_;
+}
+
+uint64_t ShardJob::AdoptTotalClocks(uint64_t total, std::string config_blob) {
+  MutexLock lock(&mu_);
+  if (total_clocks_ == 0 && total != 0) {
+    total_clocks_ = total;
+    record_blob_ = std::move(config_blob);
+  }
+  return total_clocks_;
 }
 
 ShardJob::~ShardJob() {
@@ -629,7 +638,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       const bool periodic = every > 0 && config_.mode != ConsistencyMode::kAsync &&
                             after / every != before / every;
       // The finished model, whatever the interval (JobConfig::total_clocks).
-      const uint64_t total = total_clocks();
+      const uint64_t total = total_clocks_;
       const bool final =
           config_.takes_checkpoints && total > 0 && before < total && after >= total;
       if (sink_ && (periodic || final)) {
@@ -711,7 +720,7 @@ JobSnapshot ShardJob::SnapshotLocked(SnapshotLoans* loans) {
   snap.clock = SnapshotClockLocked();
   snap.keep = config_.checkpoint_keep;
   snap.rolls_back = config_.mode != ConsistencyMode::kAsync;
-  snap.records.push_back(StateRecord{"job", config_.config_blob});
+  snap.records.push_back(StateRecord{"job", record_blob_});
   std::string state;
   ByteWriter w(&state);
   w.U64(snap.clock);

@@ -162,11 +162,13 @@ class ShardJob {
 
   // The job's last clock: config().total_clocks, or what AdoptTotalClocks set; 0 =
   // unknown.
-  uint64_t total_clocks() const { return total_clocks_.load(std::memory_order_acquire); }
+  uint64_t total_clocks() const;
   // Sets the last clock of a job whose config did not say it (restored from the
   // checkpoint of a build that had no ShardJobConfig.total_clocks, and now set up by a
   // worker that sends it), unless it is known already; returns the one in effect.
-  uint64_t AdoptTotalClocks(uint64_t total);
+  // `config_blob`, the offered config that says it, is what checkpoints record from
+  // then on, so a shard restarted from one knows the last clock.
+  uint64_t AdoptTotalClocks(uint64_t total, std::string config_blob);
 
   // Creates a table (the local part of a dense table by common/partition.h). OK and a
   // no-op when an equal table exists; FAILED_PRECONDITION when a different one does;
@@ -281,8 +283,6 @@ class ShardJob {
   const SnapshotSink sink_;
   const ShardLimits limits_;
 
-  std::atomic<uint64_t> total_clocks_;  // config_.total_clocks until adopted.
-
   // Buffers for the next snapshot's table states, by record name. Taken while `mu_`
   // may be held: never acquire `mu_` while holding `spare_mu_`.
   Mutex spare_mu_;
@@ -291,6 +291,9 @@ class ShardJob {
   mutable Mutex mu_;
   std::map<std::string, std::unique_ptr<Table>, std::less<>> tables_ ABSL_GUARDED_BY(mu_);
   std::vector<RankState> ranks_ ABSL_GUARDED_BY(mu_);
+  // config_.total_clocks and config_.config_blob until AdoptTotalClocks.
+  uint64_t total_clocks_ ABSL_GUARDED_BY(mu_);
+  std::string record_blob_ ABSL_GUARDED_BY(mu_);
   uint64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;  // SYNC: clocks applied.
   uint64_t last_snapshot_clock_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t pushes_applied_ ABSL_GUARDED_BY(mu_) = 0;

@@ -367,6 +367,22 @@ TEST_F(ShardServiceTest, AJobThatDidNotKnowItsLastClockTakesItFromAWorker) {
     if (newest != 3) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(newest, 3u) << "the last clock was not checkpointed (interval 10)";
+
+  // A shard restarted from that checkpoint knows the last clock: the checkpoint
+  // recorded the config that said it.
+  job.reset();
+  server_->Shutdown();
+  core_->CloseAll();
+  core_.reset();
+  ShardCore::Options o;
+  o.data_dir = dir_;
+  UseProtoConfigs(&o);
+  absl::StatusOr<std::unique_ptr<ShardCore>> restarted = ShardCore::Open(o);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  core_ = *std::move(restarted);
+  absl::StatusOr<std::shared_ptr<ShardJob>> loaded = core_->FindJob("old");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->total_clocks(), 3u);
 }
 
 }  // namespace
