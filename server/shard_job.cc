@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
@@ -378,7 +379,6 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
   // One optimizer step per table touched by this part; a table's slices apply in order.
   std::vector<Table*> stepped;
   uint64_t offset = 0;
-  std::vector<float> grad;
   for (const Parsed& p : slices) {
     if (std::find(stepped.begin(), stepped.end(), p.table) == stepped.end()) {
       p.table->BeginStep();
@@ -394,8 +394,11 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       });
       continue;
     }
-    grad.resize(n);
-    values.CopyTo(first, absl::MakeSpan(grad));
+    // Not zero-filled first (`new float[n]` leaves the values to CopyTo): a sparse
+    // part's gradients are megabytes, and a fill was one more pass over them.
+    const std::unique_ptr<float[]> owned(new float[n]);
+    const absl::Span<float> grad(owned.get(), n);
+    values.CopyTo(first, grad);
     if (config_.zero_nonfinite) {
       for (float& g : grad) {
         if (!std::isfinite(g)) g = 0.0f;
