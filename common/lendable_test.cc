@@ -59,7 +59,6 @@ TEST(LendableFloatsTest, OwnerWritesOnlyOnceEveryLoanIsBack) {
   }
 }
 
-}  // namespace
 // Lent ranges go in at their offsets (first, twice at one offset, last); offsets out
 // of order or past the copied bytes join to nothing.
 TEST(JoinLentTest, InsertsAtOffsetsAndRefusesDisorder) {
@@ -75,4 +74,5 @@ TEST(JoinLentTest, InsertsAtOffsetsAndRefusesDisorder) {
   EXPECT_EQ(JoinLent(copied, {at(5, abc, 1)}), std::nullopt);
 }
 
+}  // namespace
 }  // namespace ps

@@ -113,17 +113,19 @@ absl::Status ShardCore::CreateJob(JobConfig config, bool* existed) {
   if (it != jobs_.end()) {
     ShardJob& job = *it->second;
     const std::string& held = job.config().config_blob;
-    if (held != config.config_blob &&
-        (options_.same_job == nullptr || !options_.same_job(held, config.config_blob))) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "config: job '", config.job_id, "' exists on shard ", options_.shard_id,
-          " with another config"));
-    }
-    const uint64_t total = job.AdoptTotalClocks(config.total_clocks, config.config_blob);
-    if (config.total_clocks != 0 && total != config.total_clocks) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("config.total_clocks: job '", config.job_id, "' runs ", total,
-                       " clocks on shard ", options_.shard_id, ", not ", config.total_clocks));
+    if (held != config.config_blob) {
+      if (options_.same_job == nullptr || !options_.same_job(held, config.config_blob)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "config: job '", config.job_id, "' exists on shard ", options_.shard_id,
+            " with another config"));
+      }
+      // The same job, one side not knowing its last clock.
+      const uint64_t total = job.AdoptTotalClocks(config.total_clocks, config.config_blob);
+      if (config.total_clocks != 0 && total != config.total_clocks) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "config.total_clocks: job '", config.job_id, "' runs ", total, " clocks on shard ",
+            options_.shard_id, ", not ", config.total_clocks));
+      }
     }
     *existed = true;
     return absl::OkStatus();

@@ -379,6 +379,11 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
   // One optimizer step per table touched by this part; a table's slices apply in order.
   std::vector<Table*> stepped;
   uint64_t offset = 0;
+  // Gradients copied out of the request, for the slices that are not applied where
+  // they lie; one buffer for the part, never zero-filled (CopyTo writes every value):
+  // a sparse part's gradients are megabytes, and a fill was one more pass over them.
+  std::unique_ptr<float[]> copied;
+  uint64_t copied_size = 0;
   for (const Parsed& p : slices) {
     if (std::find(stepped.begin(), stepped.end(), p.table) == stepped.end()) {
       p.table->BeginStep();
@@ -394,10 +399,11 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       });
       continue;
     }
-    // Not zero-filled first (`new float[n]` leaves the values to CopyTo): a sparse
-    // part's gradients are megabytes, and a fill was one more pass over them.
-    const std::unique_ptr<float[]> owned(new float[n]);
-    const absl::Span<float> grad(owned.get(), n);
+    if (n > copied_size) {
+      copied.reset(new float[n]);
+      copied_size = n;
+    }
+    const absl::Span<float> grad(copied.get(), n);
     values.CopyTo(first, grad);
     if (config_.zero_nonfinite) {
       for (float& g : grad) {

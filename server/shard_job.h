@@ -125,10 +125,10 @@ struct JobSnapshot {
   // SYNC and BOUNDED jobs are rolled back to their complete checkpoint after a fault;
   // ASYNC jobs are not (each shard keeps its own latest).
   bool rolls_back = true;
-  // Time the job's lock was held to snapshot the state (dense weights are borrowed
-  // then, and copied after it: fill_us).
+  // Time the job's lock was held to snapshot the state (dense weights and slots are
+  // borrowed then, and copied after it: fill_us).
   uint64_t pause_us = 0;
-  // Time spent after the lock copying the dense weights the snapshot borrowed (part of
+  // Time spent after the lock copying the dense state the snapshot borrowed (part of
   // the checkpoint's write, not of its pause).
   uint64_t fill_us = 0;
   std::vector<StateRecord> records;
@@ -261,7 +261,8 @@ class ShardJob {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplySyncStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::function<void()>> TakeReadyWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Dense weights a snapshot borrowed: (record index, lent ranges of its bytes).
+  // Dense weights and slots a snapshot borrowed: (record index, lent ranges of its
+  // bytes).
   using SnapshotLoans = std::vector<std::pair<size_t, std::vector<LentBytes>>>;
   // The snapshot, with the dense weights and slots lent into `loans` rather than copied.
   JobSnapshot SnapshotLocked(SnapshotLoans* loans) ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -286,11 +286,8 @@ TEST(ShardJobAsyncTest, PullsNeverWaitAndPushesApplyOnArrival) {
   EXPECT_EQ(PullDense(f.job.get(), "w", 2), (std::vector<float>{-0.2f, 0.2f}));
 }
 
-// A pull that lends its dense values (as the gRPC service does) gets the same bytes as
-// one that copies them, in slice order among the copied sparse rows; a push that
-// arrives while the loan is out leaves the lent bytes as they were read.
-// A snapshot borrows the dense weights under the lock and copies them after it
-// (ShardJob::Snapshot): snapshots taken while pushes land are each the state of one
+// A snapshot borrows the dense weights and slots under the lock and copies them after
+// it (ShardJob::Snapshot): snapshots taken while pushes land are each the state of one
 // clock, weights and momentum slots alike, byte for byte the state a job that was never
 // snapshotted had at that clock.
 TEST(ShardJobAsyncTest, SnapshotsTakenWhilePushesLandAreEachOneClocksState) {
@@ -340,6 +337,9 @@ TEST(ShardJobAsyncTest, SnapshotsTakenWhilePushesLandAreEachOneClocksState) {
   EXPECT_EQ(table_state(f.job->Snapshot()), want[clocks]);
 }
 
+// A pull that lends its dense values (as the gRPC service does) gets the same bytes as
+// one that copies them, in slice order among the copied sparse rows; a push that
+// arrives while the loan is out leaves the lent bytes as they were read.
 TEST(ShardJobAsyncTest, LentPullsReadTheCopiedBytesAndKeepThemThroughPushes) {
   Fixture f(Config(ConsistencyMode::kAsync, 1));
   const uint64_t n = DenseValues::kBlockFloats + 10;  // Two blocks.

@@ -441,25 +441,25 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
   // chain of routing, the shards' reads and the scatter. Two clients (two workers,
   // ranks 0 and 1, each with its own keys) show what the shards serve at once.
   const std::vector<int> client_counts{1, 2};
-  constexpr int kMaxClients = 2;
+  const int max_clients = client_counts.back();
   std::map<std::string, std::vector<std::vector<uint64_t>>> keys;
   keys["uniform"] = KeySets(false, 0, 0, n, sets);
   keys["zipf1.1"] = KeySets(true, 1.1, a.quick ? uint64_t{1} << 18 : uint64_t{1} << 22, n, sets);
   for (int shards : shard_counts) {
     std::unique_ptr<TestCluster> cluster = TestCluster::Start(shards, BenchDir(absl::StrCat("sparse", shards)));
-    std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), kMaxClients);
+    std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), max_clients);
     for (uint32_t dim : dims) {
       const double memcpy_gbps = MemcpyGbps(n * dim * sizeof(float));
       for (const auto& [dist, key_sets] : keys) {
         const std::string job = absl::StrCat("sparse", dim, dist);
-        if (auto s = clients[0]->SetupJob(AsyncJob(job, kMaxClients),
+        if (auto s = clients[0]->SetupJob(AsyncJob(job, max_clients),
                                           {Table("e", TableSpec::SPARSE, 0, dim)});
             !s.ok()) {
           Fail("sparse setup", s.status());
         }
         // Each client reads into and pushes from its own buffer, as its own rank.
-        std::vector<std::vector<float>> values(kMaxClients, std::vector<float>(n * dim, 1e-3f));
-        std::vector<uint64_t> clocks(kMaxClients, 0);
+        std::vector<std::vector<float>> values(max_clients, std::vector<float>(n * dim, 1e-3f));
+        std::vector<uint64_t> clocks(max_clients, 0);
         auto ref = [&](int client, int i) {
           return SparseRef{"e", key_sets[i].data(), key_sets[i].size(), dim,
                            values[client].data()};
@@ -469,7 +469,7 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
           SparseRef r = ref(0, i);
           if (auto s = clients[0]->Pull(job, 0, 0, {}, {&r, 1}); !s.ok()) Fail("pull", s);
         }
-        for (int c = 0; c < kMaxClients; ++c) {
+        for (int c = 0; c < max_clients; ++c) {
           SparseRef r = ref(c, c % sets);
           if (auto s = clients[c]->Push(job, c, clocks[c]++, {}, {&r, 1}); !s.ok()) {
             Fail("push", s);
