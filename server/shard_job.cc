@@ -45,8 +45,8 @@ std::string StateRecordName(absl::string_view table) {
 constexpr uint64_t kMaxSliceElements = uint64_t{1} << 28;
 constexpr uint64_t kMaxSliceKeys = uint64_t{1} << 22;
 
-std::string SliceField(size_t i, absl::string_view member) {
-  return absl::StrCat("slices[", i, "].", member);
+std::string SliceField(absl::string_view field, size_t i, absl::string_view member) {
+  return absl::StrCat(field, "[", i, "].", member);
 }
 
 }  // namespace
@@ -162,7 +162,7 @@ std::vector<ShardJob::TableInfo> ShardJob::ListTables() const {
 }
 
 absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vector<Parsed>* out,
-                                   uint64_t* floats) const {
+                                   uint64_t* floats, absl::string_view field) const {
   out->clear();
   out->reserve(slices.size());
   *floats = 0;
@@ -171,39 +171,42 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
     const SliceArgs& s = slices[i];
     auto it = tables_.find(s.table);
     if (it == tables_.end()) {
-      return absl::NotFoundError(absl::StrCat(SliceField(i, "table"), ": no table '", s.table,
-                                              "' in job '", config_.job_id, "'"));
+      return absl::NotFoundError(absl::StrCat(SliceField(field, i, "table"), ": no table '",
+                                              s.table, "' in job '", config_.job_id, "'"));
     }
     Parsed p;
     p.table = it->second.get();
     if (p.table->sparse()) {
       if (s.count != 0 || s.begin != 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            SliceField(i, "begin/count"), ": must be 0 for sparse table '", s.table, "'"));
+            SliceField(field, i, "begin/count"), ": must be 0 for sparse table '", s.table, "'"));
       }
-      auto keys = UnpackKeys(s.keys, SliceField(i, "keys"));
+      auto keys = UnpackKeys(s.keys, SliceField(field, i, "keys"));
       if (!keys.ok()) return keys.status();
       if (keys->empty() || keys->size() > kMaxSliceKeys) {
-        return absl::InvalidArgumentError(absl::StrCat(SliceField(i, "keys"), ": must hold 1 to ",
-                                                       kMaxSliceKeys, " keys, got ", keys->size()));
+        return absl::InvalidArgumentError(absl::StrCat(SliceField(field, i, "keys"),
+                                                       ": must hold 1 to ", kMaxSliceKeys,
+                                                       " keys, got ", keys->size()));
       }
       call_keys += keys->size();
       if (call_keys > limits_.max_keys_per_call) {
         return absl::InvalidArgumentError(absl::StrCat(
-            SliceField(i, "keys"), ": the call holds more than ", limits_.max_keys_per_call,
+            SliceField(field, i, "keys"), ": the call holds more than ", limits_.max_keys_per_call,
             " sparse keys (--max_keys_per_call); split it"));
       }
       p.keys = *std::move(keys);
     } else {
       if (!s.keys.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            SliceField(i, "keys"), ": must be empty for dense table '", s.table, "'"));
+            SliceField(field, i, "keys"), ": must be empty for dense table '", s.table, "'"));
       }
       if (s.count == 0 || s.count > kMaxSliceElements) {
-        return absl::InvalidArgumentError(absl::StrCat(SliceField(i, "count"), ": must be 1 to ",
-                                                       kMaxSliceElements, ", got ", s.count));
+        return absl::InvalidArgumentError(absl::StrCat(SliceField(field, i, "count"),
+                                                       ": must be 1 to ", kMaxSliceElements,
+                                                       ", got ", s.count));
       }
-      if (absl::Status st = p.table->CheckDenseRange(s.begin, s.count, SliceField(i, "begin"));
+      if (absl::Status st =
+              p.table->CheckDenseRange(s.begin, s.count, SliceField(field, i, "begin"));
           !st.ok()) {
         return st;
       }
@@ -214,6 +217,14 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
     out->push_back(std::move(p));
   }
   return absl::OkStatus();
+}
+
+absl::Status ShardJob::CheckSlices(absl::Span<const SliceArgs> slices,
+                                   absl::string_view field) const {
+  std::vector<Parsed> parsed;
+  uint64_t floats = 0;
+  ReaderMutexLock lock(&mu_);
+  return ParseSlices(slices, &parsed, &floats, field);
 }
 
 absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed) const {
@@ -230,7 +241,7 @@ absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed) co
     it->second += missing;
     if (p.table->num_rows() + it->second > limits_.max_sparse_rows_per_table) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          SliceField(i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
+          SliceField("slices", i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
           p.table->num_rows(), " rows here; ", it->second, " more would pass its row budget of ",
           limits_.max_sparse_rows_per_table, " (--max_sparse_rows_per_table)"));
     }

@@ -198,6 +198,10 @@ class ShardJob {
                                std::vector<LentBytes>* lent = nullptr);
   // Forgets a registered wake-up. True when it was still registered (it will not run).
   bool CancelWait(uint64_t ticket);
+  // The validation of TryPull and Push alone (tables, kinds, ranges, keys), errors
+  // naming the slices as `field`: for a call that must refuse bad slices before it
+  // changes anything (PushPull's pull half).
+  absl::Status CheckSlices(absl::Span<const SliceArgs> slices, absl::string_view field) const;
 
   // Applies or buffers one push part; see the class comment. Nothing is applied when
   // an error is returned.
@@ -252,8 +256,10 @@ class ShardJob {
     std::function<void()> wake;
   };
 
+  // Errors name the slices as `field` ("slices[2].table").
   absl::Status ParseSlices(absl::Span<const SliceArgs> slices, std::vector<Parsed>* out,
-                           uint64_t* floats) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+                           uint64_t* floats, absl::string_view field = "slices") const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   bool PullReadyLocked(uint64_t clock) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t MinWorkerClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t SnapshotClockLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);

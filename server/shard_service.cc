@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,23 +47,28 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 // registered wake-up before it ran.
 class PullReactor final : public grpc::ServerUnaryReactor {
  public:
-  PullReactor(ShardCore* core, const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+  // A parsed pull: of the Pull method, or the pull half of a PushPull (`method` names
+  // it to the observer, and the call started at `start`).
+  PullReactor(ShardCore* core, PullRequest req, const char* method, size_t request_bytes,
+              Clock::time_point start, grpc::ByteBuffer* response,
               std::shared_ptr<wire::BufferPool> buffers, const CallObserver* observer)
       : core_(core),
-        request_bytes_(request->Length()),
+        method_(method),
+        request_bytes_(request_bytes),
         response_(response),
         buffers_(std::move(buffers)),
         observer_(observer),
-        start_(Clock::now()) {
-    grpc::ByteBuffer copy(*request);  // Shares the slices; Deserialize consumes it.
-    parsed_ = grpc::SerializationTraits<PullRequest>::Deserialize(&copy, &req_).ok();
-  }
+        start_(start),
+        req_(std::move(req)) {}
 
-  void Start() {
-    if (!parsed_) return FinishWith(absl::InvalidArgumentError("request: malformed PullRequest"));
-    absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req_.job_id());
-    if (!job.ok()) return FinishWith(job.status());
-    job_ = *std::move(job);
+  // `job`, when the caller found it already.
+  void Start(std::shared_ptr<ShardJob> job = nullptr) {
+    if (job == nullptr) {
+      absl::StatusOr<std::shared_ptr<ShardJob>> found = core_->FindJob(req_.job_id());
+      if (!found.ok()) return FinishWith(found.status());
+      job = *std::move(found);
+    }
+    job_ = std::move(job);
     slices_ = SlicesOf(req_.slices());
     Attempt();
   }
@@ -116,20 +122,20 @@ class PullReactor final : public grpc::ServerUnaryReactor {
 
   void FinishWith(const absl::Status& status) {
     if (*observer_) {
-      (*observer_)("Pull", static_cast<int>(status.code()), request_bytes_, response_bytes_,
+      (*observer_)(method_, static_cast<int>(status.code()), request_bytes_, response_bytes_,
                    SecondsSince(start_));
     }
     Finish(ToGrpcStatus(status));
   }
 
   ShardCore* const core_;
+  const char* const method_;
   const size_t request_bytes_;
   grpc::ByteBuffer* const response_;
   const std::shared_ptr<wire::BufferPool> buffers_;
   const CallObserver* const observer_;
   const Clock::time_point start_;
-  PullRequest req_;
-  bool parsed_ = false;
+  const PullRequest req_;
   std::unique_ptr<std::string> values_;
   std::vector<LentBytes> lent_;
   size_t response_bytes_ = 0;
@@ -204,10 +210,18 @@ grpc::ServerUnaryReactor* ShardServiceImpl::DropTable(grpc::CallbackServerContex
   return Done(ctx, status, observer_, "DropTable", start, req->ByteSizeLong(), 0);
 }
 
-grpc::ServerUnaryReactor* ShardServiceImpl::Pull(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* ShardServiceImpl::Pull(grpc::CallbackServerContext* ctx,
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* response) {
-  auto* reactor = new PullReactor(core_, request, response, buffers_, &observer_);
+  const auto start = Clock::now();
+  PullRequest req;
+  grpc::ByteBuffer copy(*request);  // Shares the slices; Deserialize consumes it.
+  if (!grpc::SerializationTraits<PullRequest>::Deserialize(&copy, &req).ok()) {
+    return Done(ctx, absl::InvalidArgumentError("request: malformed PullRequest"), observer_,
+                "Pull", start, request->Length(), 0);
+  }
+  auto* reactor = new PullReactor(core_, std::move(req), "Pull", request->Length(), start,
+                                  response, buffers_, &observer_);
   reactor->Start();
   return reactor;
 }
@@ -253,6 +267,10 @@ grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ct
   const auto start = Clock::now();
   absl::Status status = [&]() -> absl::Status {
     PS_ASSIGN_OR_RETURN(PushCall push, ReadPush(*request));
+    if (push.fields.pull_slices_size() > 0) {
+      return absl::InvalidArgumentError(
+          "pull_slices: Push reads nothing; send a push with a pull as PushPull");
+    }
     PS_ASSIGN_OR_RETURN(PushResult result, ApplyPush(std::move(push)));
     PushResponse resp;
     resp.set_duplicate(result.duplicate);
@@ -261,6 +279,36 @@ grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ct
     return FromGrpcStatus(grpc::SerializationTraits<PushResponse>::Serialize(resp, response, &own));
   }();
   return Done(ctx, status, observer_, "Push", start, request->Length(), 0);
+}
+
+grpc::ServerUnaryReactor* ShardServiceImpl::PushPull(grpc::CallbackServerContext* ctx,
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  const auto start = Clock::now();
+  PullRequest pull;
+  std::shared_ptr<ShardJob> job;
+  absl::Status status = [&]() -> absl::Status {
+    PS_ASSIGN_OR_RETURN(PushCall push, ReadPush(*request));
+    const PushRequest& req = push.fields;
+    if (req.clock() == std::numeric_limits<uint64_t>::max()) {
+      return absl::InvalidArgumentError("clock: the last clock there is has no next to pull");
+    }
+    PS_ASSIGN_OR_RETURN(job, core_->FindJob(req.job_id()));
+    // The pull half is checked first, so a bad one applies nothing.
+    PS_RETURN_IF_ERROR(job->CheckSlices(SlicesOf(req.pull_slices()), "pull_slices"));
+    pull.set_job_id(req.job_id());
+    pull.set_rank(req.rank());
+    pull.set_clock(req.clock() + 1);
+    pull.mutable_slices()->Swap(push.fields.mutable_pull_slices());
+    return ApplyPush(std::move(push)).status();
+  }();
+  if (!status.ok()) {
+    return Done(ctx, status, observer_, "PushPull", start, request->Length(), 0);
+  }
+  auto* reactor = new PullReactor(core_, std::move(pull), "PushPull", request->Length(), start,
+                                  response, buffers_, &observer_);
+  reactor->Start(std::move(job));
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ShardServiceImpl::Checkpoint(grpc::CallbackServerContext* ctx,

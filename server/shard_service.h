@@ -4,7 +4,8 @@
 // reactor registers a wake-up with the job and finishes from the thread whose push
 // released it, or on cancellation (the caller's deadline).
 //
-// Pull and Push, the calls that carry tensors, are served as bytes (common/wire.h): a
+// Pull, Push and PushPull (a push part and the next clock's pull in one round trip),
+// the calls that carry tensors, are served as bytes (common/wire.h): a
 // push's gradients are applied from the received slices where they lie, and a pull's
 // dense values are sent from the table's own blocks, lent to gRPC until it has sent
 // them (a push meanwhile copies the block it writes: server/dense_values.h). Sparse
@@ -29,8 +30,8 @@ using CallObserver =
     std::function<void(const char* method, int code, size_t bytes_in, size_t bytes_out, double seconds)>;
 
 class ShardServiceImpl final
-    : public ShardService::WithRawCallbackMethod_Pull<
-          ShardService::WithRawCallbackMethod_Push<ShardService::CallbackService>> {
+    : public ShardService::WithRawCallbackMethod_Pull<ShardService::WithRawCallbackMethod_Push<
+          ShardService::WithRawCallbackMethod_PushPull<ShardService::CallbackService>>> {
  public:
   // `core` is not owned and must outlive the service.
   explicit ShardServiceImpl(ShardCore* core, CallObserver observer = nullptr);
@@ -53,6 +54,11 @@ class ShardServiceImpl final
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx,
                                  const grpc::ByteBuffer* request,
                                  grpc::ByteBuffer* response) override;
+  // The push part, then the pull of (rank, clock + 1) of its pull_slices, answered as
+  // Pull answers. The pull slices are checked before the push is applied.
+  grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* ctx,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   // Push without the answer, in its two steps: the fields of a request and its
   // gradients (views into `request`, which must outlive them), then applying or
   // buffering it. INVALID_ARGUMENT for a malformed request.

@@ -90,6 +90,14 @@ class ShardServiceTest : public ::testing::Test {
     return stub_->Push(&ctx, req, resp ? resp : &ignored);
   }
 
+  grpc::Status PushPull(const PushRequest& req, PullResponse* resp = nullptr,
+                        int deadline_ms = 5000) {
+    PullResponse ignored;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+    return stub_->PushPull(&ctx, req, resp ? resp : &ignored);
+  }
+
   static PullRequest DensePull(uint32_t rank, uint64_t clock) {
     PullRequest r;
     r.set_job_id("j1");
@@ -135,6 +143,42 @@ TEST_F(ShardServiceTest, WaitingPullIsReleasedByTheLastPush) {
   EXPECT_EQ(after.clock(), 1u);
   // w -= 0.5 * mean(1, 3).
   EXPECT_FLOAT_EQ(FloatAt(after.values(), 2), FloatAt(before.values(), 2) - 1.0f);
+}
+
+// PushPull buffers (SYNC) the push, then answers as the pull of the next clock: it
+// waits for the other worker, and a retry after its deadline is a duplicate push and
+// the same pull again.
+TEST_F(ShardServiceTest, PushPullAnswersTheNextClocksPullOnceItIsApplied) {
+  PullResponse before;
+  ASSERT_TRUE(Pull(DensePull(0, 0), &before).ok());
+  PushRequest first = DensePush(0, 0, 1.0f);
+  *first.add_pull_slices() = DensePull(0, 1).slices(0);
+  PullResponse resp;
+  EXPECT_EQ(PushPull(first, &resp, 300).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  PullResponse after0, after1;
+  grpc::Status pulled0;
+  std::thread retry([&] { pulled0 = PushPull(first, &after0); });
+  PushRequest second = DensePush(1, 0, 3.0f);
+  *second.add_pull_slices() = DensePull(1, 1).slices(0);
+  ASSERT_TRUE(PushPull(second, &after1).ok());
+  retry.join();
+  ASSERT_TRUE(pulled0.ok()) << pulled0.error_message();
+  EXPECT_EQ(after0.clock(), 1u);
+  EXPECT_EQ(after1.clock(), 1u);
+  EXPECT_EQ(after0.values(), after1.values());
+  ASSERT_EQ(after0.values().size(), 6 * sizeof(float));
+  for (uint64_t i = 0; i < 6; ++i) {
+    // w -= 0.5 * mean(1, 3), applied once.
+    EXPECT_FLOAT_EQ(FloatAt(after0.values(), i), FloatAt(before.values(), i) - 1.0f) << i;
+  }
+  GetStatsRequest sr;
+  sr.set_job_id("j1");
+  GetStatsResponse stats;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->GetStats(&ctx, sr, &stats).ok());
+  EXPECT_EQ(stats.jobs(0).pushes_applied(), 2u);
+  EXPECT_EQ(stats.jobs(0).pushes_duplicate(), 1u);
 }
 
 TEST_F(ShardServiceTest, WaitingPullEndsAtItsDeadline) {
@@ -217,6 +261,43 @@ TEST_F(ShardServiceTest, MalformedRequestsGetTheirErrorAndTheShardStillServes) {
     grpc::Status s = Push(c.req);
     EXPECT_EQ(s.error_code(), c.code) << c.what << ": " << s.error_message();
     EXPECT_NE(s.error_message().find(c.needle), std::string::npos) << c.what << ": " << s.error_message();
+    // The same push with a pull of the next clock: the same error.
+    PushRequest with_pull = c.req;
+    *with_pull.add_pull_slices() = DensePull(0, 1).slices(0);
+    s = PushPull(with_pull);
+    EXPECT_EQ(s.error_code(), c.code) << "PushPull, " << c.what << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find(c.needle), std::string::npos)
+        << "PushPull, " << c.what << ": " << s.error_message();
+  }
+  // A good push with a bad pull half, or a pull half sent to Push: refused whole.
+  std::vector<Case> pull_cases;
+  {
+    PushRequest r = DensePush(0, 0, 1);
+    *r.add_pull_slices() = DensePull(0, 1).slices(0);
+    r.mutable_pull_slices(0)->set_table("nope");
+    pull_cases.push_back({"PushPull, unknown pull table", r, grpc::StatusCode::NOT_FOUND,
+                          "pull_slices[0].table"});
+    r.mutable_pull_slices(0)->set_table("w");
+    r.mutable_pull_slices(0)->set_begin(1);
+    pull_cases.push_back({"PushPull, pull range past the end", r, grpc::StatusCode::OUT_OF_RANGE,
+                          "pull_slices[0].begin"});
+    r.set_clock(~uint64_t{0});
+    r.mutable_pull_slices(0)->set_begin(0);
+    pull_cases.push_back({"PushPull of the last clock", r, grpc::StatusCode::INVALID_ARGUMENT,
+                          "clock"});
+  }
+  for (const Case& c : pull_cases) {
+    grpc::Status s = PushPull(c.req);
+    EXPECT_EQ(s.error_code(), c.code) << c.what << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find(c.needle), std::string::npos)
+        << c.what << ": " << s.error_message();
+  }
+  {
+    PushRequest r = DensePush(0, 0, 1);
+    *r.add_pull_slices() = DensePull(0, 1).slices(0);
+    grpc::Status s = Push(r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_NE(s.error_message().find("pull_slices"), std::string::npos) << s.error_message();
   }
   // A sparse pull past the memory budget.
   PullRequest big;
