@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "common/channel_args.h"
 #include "common/grpc_status.h"
+#include "common/logging.h"
 #include "common/status.h"
 #include "common/sync.h"
 #include "grpcpp/grpcpp.h"
@@ -125,6 +126,7 @@ class RawCall final : public RpcCall {
 // The tensor-carrying methods, called as bytes, and their `values` fields.
 constexpr char kPullMethod[] = "/ps.ShardService/Pull";
 constexpr char kPushMethod[] = "/ps.ShardService/Push";
+constexpr char kPushPullMethod[] = "/ps.ShardService/PushPull";
 constexpr uint32_t kPullValuesField = PullResponse::kValuesFieldNumber;
 constexpr uint32_t kPushValuesField = PushRequest::kValuesFieldNumber;
 
@@ -146,7 +148,36 @@ void FillSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
   }
 }
 
+// Reads a pull's (or a PushPull's) response for `part` into the caller's buffers: the
+// values are copied from the received slices straight there; only the small fields are
+// parsed by protobuf. `clock`, when given, gets the clock the shard reported.
+absl::Status ReadPulled(const grpc::ByteBuffer& resp, const PlanPart& part,
+                        absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
+                        uint64_t* clock) {
+  std::string rest;
+  wire::ByteViews values;
+  PS_RETURN_IF_ERROR(wire::SplitBytesField(resp, kPullValuesField, &rest, &values));
+  PullResponse head;
+  if (!head.ParseFromString(rest)) return absl::InternalError("pull response: malformed fields");
+  if (clock != nullptr) *clock = head.clock();
+  wire::ByteViews::Reader reader(values);  // ScatterValuesFrom reads in order.
+  return ScatterValuesFrom(
+      part, values.size(), [&reader](size_t, size_t n, char* dst) { reader.Read(n, dst); },
+      dense, sparse);
+}
+
 }  // namespace
+
+// Pull parts that ride on push parts as PushPull calls: for each shard s, pull parts
+// 0 .. count[s]-1 of `plan` go with push parts of the same numbers.
+struct GrpcPsClient::PullHalves {
+  const Plan* plan = nullptr;
+  absl::Span<const DenseRef> dense;
+  absl::Span<const SparseRef> sparse;
+  std::vector<size_t> count;
+
+  size_t On(uint32_t shard) const { return shard < count.size() ? count[shard] : 0; }
+};
 
 // The RPCs of one client call: issued at once, awaited by the calling thread, retried
 // with backoff when the transport failed them. The first error that is not retried
@@ -520,12 +551,15 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
                                     absl::Span<const DenseRef> dense,
                                     absl::Span<const SparseRef> sparse,
                                     std::vector<uint64_t>* clocks,
-                                    std::vector<std::vector<RpcCall*>>* by_shard) {
+                                    std::vector<std::vector<RpcCall*>>* by_shard,
+                                    const PullHalves* merged) {
   clocks->assign(plan.num_requests(), 0);
   by_shard->assign(plan.parts().size(), {});
   size_t next = 0;
   for (uint32_t s = 0; s < plan.parts().size(); ++s) {
-    for (const PlanPart& part : plan.parts()[s]) {
+    const size_t skip = merged != nullptr ? merged->On(s) : 0;
+    for (size_t p = skip; p < plan.parts()[s].size(); ++p) {
+      const PlanPart& part = plan.parts()[s][p];
       RawCall* call = batch->AddRaw(s, kPullMethod);
       PullRequest req;
       req.set_job_id(job_id);
@@ -541,20 +575,7 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
       }
       uint64_t* part_clock = &(*clocks)[next++];
       call->on_ok = [&part, dense, sparse, part_clock](const grpc::ByteBuffer& resp) {
-        // The values are copied from the received slices straight into the caller's
-        // buffers; only the small fields are parsed by protobuf.
-        std::string rest;
-        wire::ByteViews values;
-        PS_RETURN_IF_ERROR(wire::SplitBytesField(resp, kPullValuesField, &rest, &values));
-        PullResponse head;
-        if (!head.ParseFromString(rest)) {
-          return absl::InternalError("pull response: malformed fields");
-        }
-        *part_clock = head.clock();
-        wire::ByteViews::Reader reader(values);  // ScatterValuesFrom reads in order.
-        return ScatterValuesFrom(
-            part, values.size(), [&reader](size_t, size_t n, char* dst) { reader.Read(n, dst); },
-            dense, sparse);
+        return ReadPulled(resp, part, dense, sparse, part_clock);
       };
       (*by_shard)[s].push_back(call);
     }
@@ -565,13 +586,16 @@ absl::Status GrpcPsClient::AddPulls(Batch* batch, const Plan& plan, const std::s
 void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& job_id,
                              uint32_t rank, uint64_t clock, absl::Span<const DenseRef> dense,
                              absl::Span<const SparseRef> sparse, ValueEncoding encoding,
-                             bool start, std::vector<std::vector<RpcCall*>>* by_shard) {
+                             bool start, std::vector<std::vector<RpcCall*>>* by_shard,
+                             const PullHalves* pulls) {
   const bool bf16 = encoding == ValueEncoding::kBf16;
   by_shard->assign(plan.parts().size(), {});
   for (uint32_t s = 0; s < plan.parts().size(); ++s) {
     const std::vector<PlanPart>& parts = plan.parts()[s];
+    const size_t with_pull = pulls != nullptr ? pulls->On(s) : 0;
     for (uint32_t p = 0; p < parts.size(); ++p) {
-      RawCall* call = batch->AddRaw(s, kPushMethod);
+      const PlanPart* pull = p < with_pull ? &pulls->plan->parts()[s][p] : nullptr;
+      RawCall* call = batch->AddRaw(s, pull != nullptr ? kPushPullMethod : kPushMethod);
       PushRequest header;  // Every field but `values`, which follows it.
       header.set_job_id(job_id);
       header.set_rank(rank);
@@ -580,6 +604,12 @@ void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& 
       header.set_num_parts(static_cast<uint32_t>(parts.size()));
       FillSlices(parts[p], dense, sparse, header.mutable_slices());
       if (bf16) header.set_encoding(BFLOAT16);
+      if (pull != nullptr) {
+        FillSlices(*pull, pulls->dense, pulls->sparse, header.mutable_pull_slices());
+        call->on_ok = [pull, d = pulls->dense, sp = pulls->sparse](const grpc::ByteBuffer& resp) {
+          return ReadPulled(resp, *pull, d, sp, nullptr);
+        };
+      }
       std::string head = header.SerializeAsString();
       wire::AppendBytesFieldHeader(
           kPushValuesField, parts[p].floats * (bf16 ? sizeof(uint16_t) : sizeof(float)), &head);
@@ -661,41 +691,70 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
                                     absl::Span<const SparseRef> push_sparse,
                                     absl::Span<const DenseRef> pull_dense,
                                     absl::Span<const SparseRef> pull_sparse) {
+  const bool merge = !no_push_pull_.load(std::memory_order_relaxed);
+  absl::Status s =
+      PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse, merge);
+  if (merge && absl::IsUnimplemented(s)) {
+    // A shard built before PushPull: from now on pushes and pulls go separately. The
+    // whole call is repeated; the pushes some shards took already are duplicates.
+    if (!no_push_pull_.exchange(true)) {
+      PS_LOG(WARNING) << "a shard does not serve PushPull (" << s.message()
+                      << "); pushing and pulling in separate calls";
+    }
+    s = PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse,
+                     /*merge=*/false);
+  }
+  return s;
+}
+
+absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank, uint64_t clock,
+                                        absl::Span<const DenseRef> push_dense,
+                                        absl::Span<const SparseRef> push_sparse,
+                                        absl::Span<const DenseRef> pull_dense,
+                                        absl::Span<const SparseRef> pull_sparse, bool merge) {
   std::shared_ptr<const JobRoute> route;
   PS_ASSIGN_OR_RETURN(Plan push_plan,
                       PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush, &route));
   PS_ASSIGN_OR_RETURN(Plan pull_plan,
                       PlanFor(job_id, pull_dense, pull_sparse, Plan::Kind::kPull));
+  // Which pull parts ride on push parts (PushPull: one round trip for both).
+  // SYNC: any pairing, as many as both have. The shard holds a pull of clock c + 1
+  // until it has applied clock c, which takes every push part of c.
+  // Otherwise a pull part must read after this worker's push to its ranges: it rides
+  // on the push part that writes exactly its ranges, when every part of the shard has
+  // one. Else it goes out alone once every push part of its shard was acknowledged.
+  const bool sync = route->mode() == SYNC;
+  const uint32_t shards = static_cast<uint32_t>(pull_plan.parts().size());
+  PullHalves halves{&pull_plan, pull_dense, pull_sparse, std::vector<size_t>(shards, 0)};
+  std::vector<bool> paired(shards, false);
+  for (uint32_t s = 0; s < shards; ++s) {
+    const std::vector<PlanPart>& pull_parts = pull_plan.parts()[s];
+    const std::vector<PlanPart>& push_parts = push_plan.parts()[s];
+    paired[s] = pull_parts.size() == push_parts.size() && [&] {
+      for (size_t i = 0; i < pull_parts.size(); ++i) {
+        if (!SameDenseRanges(pull_parts[i], pull_dense, push_parts[i], push_dense)) return false;
+      }
+      return true;
+    }();
+    if (merge) {
+      halves.count[s] = sync ? std::min(pull_parts.size(), push_parts.size())
+                             : (paired[s] ? pull_parts.size() : 0);
+    }
+  }
   Batch batch(this);
   std::vector<std::vector<RpcCall*>> pushes, pulls;
   AddPushes(&batch, push_plan, job_id, rank, clock, push_dense, push_sparse,
-            route->gradient_encoding(), /*start=*/false, &pushes);
+            route->gradient_encoding(), /*start=*/false, &pushes, &halves);
   std::vector<uint64_t> clocks;
   PS_RETURN_IF_ERROR(AddPulls(&batch, pull_plan, job_id, rank, clock + 1, /*no_wait=*/false,
-                              pull_dense, pull_sparse, &clocks, &pulls));
-  // SYNC: every part goes out at once. The shard holds a pull of clock c + 1 until it
-  // has applied clock c, which takes this worker's push of c too.
-  // Otherwise a pull part goes out once the shard acknowledged the push part that
-  // wrote the same ranges, or else every push part of its shard: it then reads this
-  // worker's own update, as a pull after the push would, while other parts are still
-  // on the wire.
-  const bool sync = route->mode() == SYNC;
-  for (uint32_t s = 0; s < pulls.size() && !sync; ++s) {
-    const std::vector<PlanPart>& pull_parts = pull_plan.parts()[s];
-    const std::vector<PlanPart>& push_parts = push_plan.parts()[s];
-    const bool pairwise =
-        pull_parts.size() == push_parts.size() &&
-        [&] {
-          for (size_t i = 0; i < pull_parts.size(); ++i) {
-            if (!SameDenseRanges(pull_parts[i], pull_dense, push_parts[i], push_dense)) {
-              return false;
-            }
-          }
-          return true;
-        }();
+                              pull_dense, pull_sparse, &clocks, &pulls, &halves));
+  // The pulls that go alone: SYNC, at once; otherwise after the push part of the same
+  // ranges, or every push part of the shard (`pulls[s]` lists those not merged).
+  for (uint32_t s = 0; s < shards && !sync; ++s) {
+    const size_t first = halves.count[s];
     for (size_t i = 0; i < pulls[s].size(); ++i) {
-      if (pairwise) {
-        batch.After(pulls[s][i], pushes[s][i]);
+      if (paired[s]) {
+        batch.After(pulls[s][i], pushes[s][first + i]);
       } else {
         for (RpcCall* push : pushes[s]) batch.After(pulls[s][i], push);
       }

@@ -4,9 +4,11 @@
 // most Options::chunk_bytes), and every part is its own RPC, all issued at once with
 // the callback API (stub->async()) over several TCP connections per shard; the calling
 // thread waits for them (no thread per call) and retries what failed on the transport.
+// PushPull puts a pull part and a push part into one PushPull RPC where the job's
+// consistency model allows (see there): one round trip instead of two.
 //
-// Pull and Push go out as bytes through a generic stub on the same connections
-// (common/wire.h), so a tensor is copied only where a copy is needed.
+// Pull, Push and PushPull go out as bytes through a generic stub on the same
+// connections (common/wire.h), so a tensor is copied only where a copy is needed.
 // Push, client side: 1 copy (caller buffer -> a pooled buffer, one memcpy per dense
 // slice or sparse row), which gRPC writes to the socket as it is; then the kernel's
 // socket copy. Keys: 1 (caller keys -> request `keys`, gathered). The pooled buffer,
@@ -100,10 +102,13 @@ class GrpcPsClient final : public PsClient {
                     absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
   absl::Status Push(const std::string& job_id, uint32_t rank, uint64_t clock,
                     absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse) override;
-  // SYNC jobs: push and pull parts all start at once (the shards hold each pull until
-  // the clock is complete). Else a pull part starts as soon as the push part that
-  // wrote its ranges is acknowledged (or, when the two calls' parts differ, every push
-  // part of its shard). Either way gradients and values cross on the wire.
+  // A pull part rides on a push part as one PushPull RPC (the shard applies the push,
+  // then answers with the pull of clock + 1): in SYNC jobs any pairing, as many as the
+  // two calls have parts per shard (the shards hold each pull until the clock is
+  // complete); else the push part that writes exactly the pull part's ranges. Other
+  // pull parts go alone: in SYNC at once, else once every push part of their shard is
+  // acknowledged. Against a shard without PushPull (UNIMPLEMENTED) the call is
+  // repeated as separate pushes and pulls, and so are all later ones.
   absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
                         absl::Span<const DenseRef> push_dense,
                         absl::Span<const SparseRef> push_sparse,
@@ -148,19 +153,30 @@ class GrpcPsClient final : public PsClient {
   absl::StatusOr<Plan> PlanFor(const std::string& job_id, absl::Span<const DenseRef> dense,
                                absl::Span<const SparseRef> sparse, Plan::Kind kind,
                                std::shared_ptr<const JobRoute>* route = nullptr);
-  // Adds the pull (no_wait: read) RPCs of `plan` to `batch`, for Run to start;
-  // `clocks` gets each part's reported clock once the batch ran, `by_shard` the calls.
+  struct PullHalves;
+  // Adds the pull (no_wait: read) RPCs of `plan` to `batch`, for Run to start, but for
+  // the parts `merged` (optional) puts on pushes; `clocks` gets each part's reported
+  // clock once the batch ran, `by_shard` the calls.
   absl::Status AddPulls(Batch* batch, const Plan& plan, const std::string& job_id,
                         uint32_t rank, uint64_t clock, bool no_wait,
                         absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
                         std::vector<uint64_t>* clocks,
-                        std::vector<std::vector<RpcCall*>>* by_shard);
+                        std::vector<std::vector<RpcCall*>>* by_shard,
+                        const PullHalves* merged = nullptr);
   // Adds the push RPCs of `plan`, gradients packed as `encoding` (started when
-  // `start`).
+  // `start`); the parts that `pulls` (optional) gives a pull part go as PushPull.
   void AddPushes(Batch* batch, const Plan& plan, const std::string& job_id, uint32_t rank,
                  uint64_t clock, absl::Span<const DenseRef> dense,
                  absl::Span<const SparseRef> sparse, ValueEncoding encoding, bool start,
-                 std::vector<std::vector<RpcCall*>>* by_shard);
+                 std::vector<std::vector<RpcCall*>>* by_shard,
+                 const PullHalves* pulls = nullptr);
+  // PushPull, its pull parts riding on push parts (PushPull RPCs) where `merge` and the
+  // consistency model allow.
+  absl::Status PushPullOnce(const std::string& job_id, uint32_t rank, uint64_t clock,
+                            absl::Span<const DenseRef> push_dense,
+                            absl::Span<const SparseRef> push_sparse,
+                            absl::Span<const DenseRef> pull_dense,
+                            absl::Span<const SparseRef> pull_sparse, bool merge);
   // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
   // shards reported.
   absl::Status PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
@@ -179,6 +195,8 @@ class GrpcPsClient final : public PsClient {
 
   // Gradient bytes gathered for sending, reused.
   const std::shared_ptr<wire::BufferPool> buffers_;
+  // Set once a shard answered PushPull UNIMPLEMENTED (built before it).
+  std::atomic<bool> no_push_pull_{false};
   RouteCache routes_;
 };
 

@@ -150,7 +150,8 @@ class PsClient {
 
   // Push(clock) of the gradients, then Pull(clock + 1) of the values, as one call that
   // may overlap the two (GrpcPsClient sends later gradients while earlier values come
-  // back). A pull's ranges are read after this worker's own push to them was applied.
+  // back, and asks for a part's values in the RPC that pushes it: PushPull). A pull's
+  // ranges are read after this worker's own push to them was applied.
   // Both halves are idempotent: after an error the whole call may be repeated.
   virtual absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
                                 absl::Span<const DenseRef> push_dense,

@@ -606,6 +606,76 @@ TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
   for (float v : b) EXPECT_EQ(v, 0.0f);
 }
 
+// PushPull is one round trip per pair of parts: in SYNC any push part carries a pull
+// part, as many as the two calls have per shard; the rest go alone. Against a shard
+// built before PushPull (UNIMPLEMENTED) the call is repeated as pushes and pulls, and
+// so are later calls, with the same results.
+TEST_F(GrpcPsClientTest, PushPullIsOneCallPerPartAndFallsBackForOlderShards) {
+  std::unique_ptr<GrpcPsClient> client = Connect();  // 64 KiB parts.
+  const uint64_t n = 3 * 65536;                      // 12 parts over the two shards.
+  ASSERT_TRUE(
+      client->SetupJob(JobConfig("pp", SYNC, 1), {Dense("w", n, 1.0f), Dense("b", 10, 1.0f)})
+          .ok());
+  std::vector<float> grad(n), got(n, 7.0f), b(10, 7.0f);
+  for (uint64_t i = 0; i < n; ++i) grad[i] = static_cast<float>(i % 1000) / 16.0f;
+  std::vector<DenseRef> push = {{"w", 0, n, grad.data()}};
+  std::vector<DenseRef> pull = {{"w", 0, n, got.data()}};
+  std::vector<DenseRef> pull_b = {{"b", 0, 10, b.data()}};
+  using Calls = FlakyShardService::Calls;
+  auto delta = [&](uint32_t shard, const Calls& before) {
+    const Calls now = cluster_->service(shard)->calls();
+    return Calls{now.pull - before.pull, now.push - before.push,
+                 now.push_pull - before.push_pull};
+  };
+  Calls before[2] = {cluster_->service(0)->calls(), cluster_->service(1)->calls()};
+  ASSERT_TRUE(client->PushPull("pp", 0, 0, push, {}, pull, {}).ok());
+  int parts[2];  // Per shard: the parts of a push (and of a pull) of all of "w".
+  for (uint32_t s = 0; s < 2; ++s) {
+    const Calls d = delta(s, before[s]);
+    parts[s] = d.push_pull;
+    EXPECT_GE(d.push_pull, 2) << s;
+    EXPECT_EQ(d.push, 0) << s;
+    EXPECT_EQ(d.pull, 0) << s;
+  }
+  EXPECT_EQ(parts[0] + parts[1], 12);
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -grad[i]) << i;
+
+  // Pulling "b" alone: one pull part per shard (an empty one where it holds none), so
+  // one push part per shard carries it and the others go as plain pushes.
+  for (uint32_t s = 0; s < 2; ++s) before[s] = cluster_->service(s)->calls();
+  ASSERT_TRUE(client->PushPull("pp", 0, 1, push, {}, pull_b, {}).ok());
+  for (uint32_t s = 0; s < 2; ++s) {
+    const Calls d = delta(s, before[s]);
+    EXPECT_EQ(d.push_pull, 1) << s;
+    EXPECT_EQ(d.push, parts[s] - 1) << s;
+    EXPECT_EQ(d.pull, 0) << s;
+  }
+  for (float v : b) EXPECT_EQ(v, 0.0f);
+
+  cluster_->service(1)->RefusePushPull(true);
+  for (uint32_t s = 0; s < 2; ++s) before[s] = cluster_->service(s)->calls();
+  ASSERT_TRUE(client->PushPull("pp", 0, 2, push, {}, pull, {}).ok());
+  const Calls refused = delta(1, before[1]);
+  EXPECT_GE(refused.push_pull, 1);  // Those sent before the first refusal cancelled the rest.
+  EXPECT_LE(refused.push_pull, parts[1]);
+  EXPECT_EQ(refused.push, parts[1]);
+  EXPECT_EQ(refused.pull, parts[1]);
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -3 * grad[i]) << i;
+  for (uint32_t s = 0; s < 2; ++s) before[s] = cluster_->service(s)->calls();
+  ASSERT_TRUE(client->PushPull("pp", 0, 3, push, {}, pull, {}).ok());
+  for (uint32_t s = 0; s < 2; ++s) {
+    const Calls d = delta(s, before[s]);
+    EXPECT_EQ(d.push_pull, 0) << s;
+    EXPECT_EQ(d.push, parts[s]) << s;
+    EXPECT_EQ(d.pull, parts[s]) << s;
+  }
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -4 * grad[i]) << i;
+  // Every push was applied once: 4 clocks, no step twice.
+  auto stats = client->GetStats("pp", false);
+  ASSERT_TRUE(stats.ok());
+  for (const ShardJobStats& st : *stats) EXPECT_EQ(st.clock, 4u);
+}
+
 // Gradients in a LendableFloats go out without a copy, mixed in one part with copied
 // ones (a second dense table and sparse rows), through retries, and apply exactly as
 // copied ones do; the loans come back after the push, and hold the memory when the

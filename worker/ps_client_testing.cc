@@ -56,6 +56,7 @@ grpc::ServerUnaryReactor* FlakyShardService::DropTable(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* FlakyShardService::Pull(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* req,
                                                   grpc::ByteBuffer* resp) {
+  ++pulls_;
   if (Take(&fail_pulls_)) {
     ++injected_;
     return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: pull failed"));
@@ -63,32 +64,56 @@ grpc::ServerUnaryReactor* FlakyShardService::Pull(grpc::CallbackServerContext* c
   return inner_.Pull(ctx, req, resp);
 }
 
+grpc::ServerUnaryReactor* FlakyShardService::PushFault(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer& request) {
+  // Requests are read here only while a push fault is armed, so that benches running
+  // through this layer pay nothing for it; a malformed one goes on to the service.
+  if (fail_pushes_.load() <= 0 && lose_push_responses_.load() <= 0) return nullptr;
+  absl::StatusOr<ShardServiceImpl::PushCall> push = ShardServiceImpl::ReadPush(request);
+  if (!push.ok()) return nullptr;
+  const int only = fail_pushes_rank_.load();
+  if ((only < 0 || static_cast<uint32_t>(only) == push->fields.rank()) && Take(&fail_pushes_)) {
+    ++injected_;
+    return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: push failed"));
+  }
+  if (Take(&lose_push_responses_)) {
+    ++injected_;
+    // Applied as the service would, then the answer is lost.
+    absl::StatusOr<PushResult> result = inner_.ApplyPush(*std::move(push));
+    if (!result.ok()) return FinishNow(ctx, ToGrpcStatus(result.status()));
+    return FinishNow(ctx,
+                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: push response lost"));
+  }
+  return nullptr;
+}
+
 grpc::ServerUnaryReactor* FlakyShardService::Push(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request,
                                                   grpc::ByteBuffer* resp) {
-  // Requests are read here only while a push fault is armed, so that benches running
-  // through this layer pay nothing for it; a malformed one goes on to the service.
-  if (fail_pushes_.load() > 0 || lose_push_responses_.load() > 0) {
+  ++pushes_;
+  if (grpc::ServerUnaryReactor* fault = PushFault(ctx, *request); fault != nullptr) return fault;
+  return inner_.Push(ctx, request, resp);
+}
+
+grpc::ServerUnaryReactor* FlakyShardService::PushPull(grpc::CallbackServerContext* ctx,
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* resp) {
+  ++push_pulls_;
+  if (refuse_push_pull_.load()) {
+    return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "injected: no PushPull"));
+  }
+  if (grpc::ServerUnaryReactor* fault = PushFault(ctx, *request); fault != nullptr) return fault;
+  if (fail_pulls_.load() > 0) {
     absl::StatusOr<ShardServiceImpl::PushCall> push = ShardServiceImpl::ReadPush(*request);
-    if (push.ok()) {
-      const int only = fail_pushes_rank_.load();
-      if ((only < 0 || static_cast<uint32_t>(only) == push->fields.rank()) &&
-          Take(&fail_pushes_)) {
-        ++injected_;
-        return FinishNow(ctx,
-                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: push failed"));
-      }
-      if (Take(&lose_push_responses_)) {
-        ++injected_;
-        // Applied as the service would, then the answer is lost.
-        absl::StatusOr<PushResult> result = inner_.ApplyPush(*push);
-        if (!result.ok()) return FinishNow(ctx, ToGrpcStatus(result.status()));
-        return FinishNow(
-            ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: push response lost"));
-      }
+    if (push.ok() && Take(&fail_pulls_)) {
+      ++injected_;
+      // The push half applied, the pull half failed.
+      absl::StatusOr<PushResult> result = inner_.ApplyPush(*std::move(push));
+      if (!result.ok()) return FinishNow(ctx, ToGrpcStatus(result.status()));
+      return FinishNow(ctx, grpc::Status(grpc::StatusCode::UNAVAILABLE, "injected: pull failed"));
     }
   }
-  return inner_.Push(ctx, request, resp);
+  return inner_.PushPull(ctx, request, resp);
 }
 
 grpc::ServerUnaryReactor* FlakyShardService::Checkpoint(grpc::CallbackServerContext* ctx,

@@ -19,8 +19,8 @@ namespace ps {
 // The real ShardServiceImpl behind a layer that can fail calls on demand: the fault
 // injection point of the client's retry tests. Thread-safe.
 class FlakyShardService final
-    : public ShardService::WithRawCallbackMethod_Pull<
-          ShardService::WithRawCallbackMethod_Push<ShardService::CallbackService>> {
+    : public ShardService::WithRawCallbackMethod_Pull<ShardService::WithRawCallbackMethod_Push<
+          ShardService::WithRawCallbackMethod_PushPull<ShardService::CallbackService>>> {
  public:
   FlakyShardService(ShardCore* core);  // Not owned.
 
@@ -33,10 +33,19 @@ class FlakyShardService final
   // The next `n` pushes are applied (or buffered), then answer UNAVAILABLE, as when the
   // response is lost on the way back.
   void LosePushResponses(int n) { lose_push_responses_.store(n); }
-  // The next `n` pulls answer UNAVAILABLE.
+  // The next `n` pulls answer UNAVAILABLE. A PushPull counts as a push, then a pull:
+  // failed or lost as a push, or its push applied and its pull failed.
   void FailPulls(int n) { fail_pulls_.store(n); }
+  // Answers PushPull UNIMPLEMENTED, as a shard built before it does (not counted as
+  // injected).
+  void RefusePushPull(bool refuse) { refuse_push_pull_.store(refuse); }
   // Calls that were failed on purpose.
   int injected() const { return injected_.load(); }
+  // Tensor calls received, by method (failed ones too).
+  struct Calls {
+    int pull = 0, push = 0, push_pull = 0;
+  };
+  Calls calls() const { return Calls{pulls_.load(), pushes_.load(), push_pulls_.load()}; }
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* ctx, const CreateJobRequest* req,
                                       CreateJobResponse* resp) override;
@@ -52,6 +61,8 @@ class FlakyShardService final
                                  grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* req,
                                  grpc::ByteBuffer* resp) override;
+  grpc::ServerUnaryReactor* PushPull(grpc::CallbackServerContext* ctx,
+                                     const grpc::ByteBuffer* req, grpc::ByteBuffer* resp) override;
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const CheckpointRequest* req,
                                        CheckpointResponse* resp) override;
@@ -68,13 +79,19 @@ class FlakyShardService final
 
  private:
   static bool Take(std::atomic<int>* counter);
+  // The push faults armed for this request, if any: the reactor that answered it, or
+  // nullptr to go on.
+  grpc::ServerUnaryReactor* PushFault(grpc::CallbackServerContext* ctx,
+                                      const grpc::ByteBuffer& request);
 
   ShardServiceImpl inner_;
   std::atomic<int> fail_pushes_{0};
   std::atomic<int> fail_pushes_rank_{-1};
   std::atomic<int> lose_push_responses_{0};
   std::atomic<int> fail_pulls_{0};
+  std::atomic<bool> refuse_push_pull_{false};
   std::atomic<int> injected_{0};
+  std::atomic<int> pulls_{0}, pushes_{0}, push_pulls_{0};
 };
 
 // `num_shards` shards in this process. Shard i keeps its checkpoints under
