@@ -40,6 +40,10 @@ def main(path):
                     errors.append(f"{mode}[{i}]: missing {k}")
                 elif k in POSITIVE and not (isinstance(row[k], (int, float)) and row[k] > 0):
                     errors.append(f"{mode}[{i}]: {k} = {row[k]!r}, want > 0")
+    ops = {r.get("op") for r in data.get("latency", [])}
+    for op in ("pull", "push", "pushpull"):
+        if op not in ops:
+            errors.append(f"latency: no {op} row")
     if not any(r.get("gradients") == "bf16" for r in data.get("dense", [])):
         errors.append("dense: no row with bf16 gradients")
     if not any(r.get("optimizer") == "adam" for r in data.get("checkpoint", [])):

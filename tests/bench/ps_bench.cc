@@ -12,7 +12,8 @@
 //               best round to best round (`ratio`) and mean to mean (`mean_ratio`),
 //               with the CPU seconds per GB each took (`cpu_ratio`: ours / raw)
 //   sparse      pull and push of 100k keys per call vs memcpy of the same bytes
-//   latency     small (1 KiB) pull/push round trips vs a raw 1 KiB echo
+//   latency     small (1 KiB) pull, push and push+pull (PushPull) round trips vs a raw
+//               1 KiB echo
 //   e2e         training samples/s of bundled jobs with 1 and 2 workers
 //   checkpoint  checkpoint MB/s and pause vs a raw RocksDB WriteBatch of the same bytes
 // Shards run in this process behind the real gRPC service on 127.0.0.1 (as the raw
@@ -533,18 +534,25 @@ void RunLatency(const Args& a, std::vector<Row>* rows) {
       !s.ok()) {
     Fail("latency setup", s.status());
   }
-  std::vector<float> buf(floats, 1e-3f);
+  std::vector<float> buf(floats, 1e-3f), values(floats);
   DenseRef ref{"w", 0, floats, buf.data()};
+  DenseRef into{"w", 0, floats, values.data()};
   uint64_t clock = 0;
-  // The echo, our pull and our push take turns in blocks of calls, so a change in the
-  // guest's speed during the run reaches all three alike; a tenth more calls of each
-  // warm up first.
+  // The echo, our pull, our push and our push with the next clock's pull (PushPull:
+  // 1 KiB each way in one round trip, as the echo) take turns in blocks of calls, so a
+  // change in the guest's speed during the run reaches all of them alike; a tenth more
+  // calls of each warm up first.
   struct Series {
     std::vector<double> us;
     double cpu_s = 0;  // Of the process (client, server and gRPC's threads).
     double wall_s = 0;
   };
-  Series raw, pull, push;
+  Series raw, pull, push, push_pull;
+  auto call = [&](Series* series) -> absl::Status {
+    if (series == &pull) return client->Pull(job, 0, clock, {&ref, 1}, {});
+    if (series == &push) return client->Push(job, 0, clock++, {&ref, 1}, {});
+    return client->PushPull(job, 0, clock++, {&ref, 1}, {}, {&into, 1}, {});
+  };
   auto run = [&](Series* series, int calls, bool keep) {
     const double cpu0 = CpuSeconds();
     const auto start = Clock::now();
@@ -556,9 +564,7 @@ void RunLatency(const Args& a, std::vector<Row>* rows) {
     } else {
       for (int i = 0; i < calls; ++i) {
         const auto t0 = Clock::now();
-        absl::Status s = series == &pull ? client->Pull(job, 0, clock, {&ref, 1}, {})
-                                         : client->Push(job, 0, clock++, {&ref, 1}, {});
-        if (!s.ok()) Fail(series == &pull ? "pull" : "push", s);
+        if (absl::Status s = call(series); !s.ok()) Fail("latency call", s);
         us.push_back(SecondsSince(t0) * 1e6);
       }
     }
@@ -567,14 +573,16 @@ void RunLatency(const Args& a, std::vector<Row>* rows) {
     series->wall_s += SecondsSince(start);
     series->cpu_s += CpuSeconds() - cpu0;
   };
-  for (Series* s : {&raw, &pull, &push}) run(s, n / 10, false);
+  const std::pair<const char*, Series*> ops[] = {
+      {"pull", &pull}, {"push", &push}, {"pushpull", &push_pull}};
+  for (Series* s : {&raw, &pull, &push, &push_pull}) run(s, n / 10, false);
   constexpr int kBlock = 100;
   for (int done = 0; done < n; done += kBlock) {
-    for (Series* s : {&raw, &pull, &push}) run(s, std::min(kBlock, n - done), true);
+    for (Series* s : {&raw, &pull, &push, &push_pull}) run(s, std::min(kBlock, n - done), true);
   }
   const double raw_p50 = Quantile(&raw.us, 0.5), raw_p99 = Quantile(&raw.us, 0.99);
-  for (const char* op : {"pull", "push"}) {
-    Series& ours = op[1] == 'u' && op[2] == 'l' ? pull : push;
+  for (const auto& [op, series] : ops) {
+    Series& ours = *series;
     const double p50 = Quantile(&ours.us, 0.5), p99 = Quantile(&ours.us, 0.99);
     Row row;
     row.Set("op", op)
