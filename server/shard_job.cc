@@ -227,7 +227,8 @@ absl::Status ShardJob::CheckSlices(absl::Span<const SliceArgs> slices,
   return ParseSlices(slices, &parsed, &floats, field);
 }
 
-absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed) const {
+absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed,
+                                           absl::string_view field) const {
   // Missing rows per table, over every slice of the call (a table may come twice).
   std::vector<std::pair<const Table*, uint64_t>> added;
   for (size_t i = 0; i < parsed.size(); ++i) {
@@ -241,7 +242,7 @@ absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed) co
     it->second += missing;
     if (p.table->num_rows() + it->second > limits_.max_sparse_rows_per_table) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          SliceField("slices", i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
+          SliceField(field, i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
           p.table->num_rows(), " rows here; ", it->second, " more would pass its row budget of ",
           limits_.max_sparse_rows_per_table, " (--max_sparse_rows_per_table)"));
     }
@@ -275,7 +276,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
                                        absl::Span<const SliceArgs> slices, bool no_wait,
                                        std::string* out, uint64_t* applied_clock,
                                        std::function<void()> wake, uint64_t* ticket,
-                                       std::vector<LentBytes>* lent) {
+                                       std::vector<LentBytes>* lent, absl::string_view field) {
   std::vector<Parsed> parsed;
   uint64_t floats = 0;
   bool need_rows = false;
@@ -301,7 +302,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
       return absl::InvalidArgumentError(absl::StrCat("rank: ", rank, " is not below num_workers ",
                                                      config_.num_workers));
     }
-    if (absl::Status s = ParseSlices(slices, &parsed, &floats); !s.ok()) return s;
+    if (absl::Status s = ParseSlices(slices, &parsed, &floats, field); !s.ok()) return s;
     if (!no_wait && !PullReadyLocked(clock)) {
       if (!wake) {
         return absl::DeadlineExceededError(absl::StrCat("clock ", clock, " is not ready"));
@@ -333,7 +334,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
   MutexLock lock(&mu_);
   // Tables may have changed while unlocked: parse again under the exclusive lock.
   if (closed_) return absl::UnavailableError("shard is shutting down");
-  if (absl::Status s = ParseSlices(slices, &parsed, &floats); !s.ok()) return s;
+  if (absl::Status s = ParseSlices(slices, &parsed, &floats, field); !s.ok()) return s;
   if (!no_wait && !PullReadyLocked(clock)) {
     if (!wake) return absl::DeadlineExceededError(absl::StrCat("clock ", clock, " is not ready"));
     *ticket = next_ticket_++;
@@ -345,10 +346,10 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
     if (p.table->sparse()) new_bytes += p.table->CountMissing(p.keys) * p.table->RowBytes();
   }
   if (new_bytes > 0) {
-    if (absl::Status s = CheckRowLimitLocked(parsed); !s.ok()) return s;
+    if (absl::Status s = CheckRowLimitLocked(parsed, field); !s.ok()) return s;
     if (!budget_->TryReserve(new_bytes)) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "slices: creating the missing sparse rows needs ", new_bytes,
+          field, ": creating the missing sparse rows needs ", new_bytes,
           " bytes past the shard's memory budget of ", budget_->limit(), " bytes"));
     }
     reserved_ += new_bytes;
@@ -602,7 +603,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
           " (SYNC applies clocks in order; pull clock ", args.clock, " first)"));
     }
     if (new_bytes > 0) {
-      if (absl::Status s = CheckRowLimitLocked(parsed); !s.ok()) return s;
+      if (absl::Status s = CheckRowLimitLocked(parsed, "slices"); !s.ok()) return s;
       if (!budget_->TryReserve(new_bytes)) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "slices: the new sparse rows need ", new_bytes,

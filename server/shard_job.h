@@ -191,11 +191,12 @@ class ShardJob {
   // returns false; `wake` then runs once when the pull may proceed (call TryPull again).
   // `no_wait` reads now, without creating sparse rows. Validation errors come first:
   // INVALID_ARGUMENT/NOT_FOUND/OUT_OF_RANGE naming the field; RESOURCE_EXHAUSTED when
-  // new sparse rows would exceed the budget.
+  // new sparse rows would exceed the budget. Errors name the slices as `field`.
   absl::StatusOr<bool> TryPull(uint32_t rank, uint64_t clock, absl::Span<const SliceArgs> slices,
                                bool no_wait, std::string* out, uint64_t* applied_clock,
                                std::function<void()> wake, uint64_t* ticket,
-                               std::vector<LentBytes>* lent = nullptr);
+                               std::vector<LentBytes>* lent = nullptr,
+                               absl::string_view field = "slices");
   // Forgets a registered wake-up. True when it was still registered (it will not run).
   bool CancelWait(uint64_t ticket);
   // The validation of TryPull and Push alone (tables, kinds, ranges, keys), errors
@@ -278,7 +279,8 @@ class ShardJob {
   absl::Status CreateTableLocked(TableConfig config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // RESOURCE_EXHAUSTED naming the slice when the missing rows of `parsed` would put a
   // sparse table past limits_.max_sparse_rows_per_table.
-  absl::Status CheckRowLimitLocked(const std::vector<Parsed>& parsed) const
+  absl::Status CheckRowLimitLocked(const std::vector<Parsed>& parsed,
+                                   absl::string_view field) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t MemoryLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Makes the reservation equal the tables' memory (after drops, resets, restores).

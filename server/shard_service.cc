@@ -41,16 +41,18 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   return r;
 }
 
-// A pull that may have to wait for other workers' pushes. It owns itself and is
-// deleted by gRPC's OnDone. Exactly one of three paths finishes it: the first attempt,
+// A pull that may have to wait for other workers' pushes. It owns itself: it is
+// deleted once gRPC's OnDone has run and no attempt is still running (a wake-up's
+// attempt may finish the call, and gRPC call OnDone, while the attempt that registered
+// it has yet to return). Exactly one of three paths finishes it: the first attempt,
 // the job's wake-up (which runs another attempt), or a cancellation that removed the
 // registered wake-up before it ran.
 class PullReactor final : public grpc::ServerUnaryReactor {
  public:
   // A parsed pull: of the Pull method, or the pull half of a PushPull (`method` names
-  // it to the observer, and the call started at `start`).
-  PullReactor(ShardCore* core, PullRequest req, const char* method, size_t request_bytes,
-              Clock::time_point start, grpc::ByteBuffer* response,
+  // it to the observer, `field` its slices in errors; the call started at `start`).
+  PullReactor(ShardCore* core, PullRequest req, const char* method, const char* field,
+              size_t request_bytes, Clock::time_point start, grpc::ByteBuffer* response,
               std::shared_ptr<wire::BufferPool> buffers, const CallObserver* observer)
       : core_(core),
         method_(method),
@@ -59,6 +61,7 @@ class PullReactor final : public grpc::ServerUnaryReactor {
         buffers_(std::move(buffers)),
         observer_(observer),
         start_(start),
+        field_(field),
         req_(std::move(req)) {}
 
   // `job`, when the caller found it already.
@@ -79,17 +82,28 @@ class PullReactor final : public grpc::ServerUnaryReactor {
     if (ticket != 0 && job_->CancelWait(ticket)) FinishCancelled();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override { Release(); }
 
  private:
+  // Drops one of the holds (gRPC's until OnDone, one per running attempt).
+  void Release() {
+    if (holds_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
   void Attempt() {
+    holds_.fetch_add(1, std::memory_order_relaxed);
+    TryOnce();
+    Release();
+  }
+
+  void TryOnce() {
     if (values_ == nullptr) values_ = buffers_->Get();
     values_->clear();
     lent_.clear();
     uint64_t applied = 0, ticket = 0;
-    absl::StatusOr<bool> ready =
-        job_->TryPull(req_.rank(), req_.clock(), slices_, req_.no_wait(), values_.get(), &applied,
-                      [this] { Attempt(); }, &ticket, &lent_);
+    absl::StatusOr<bool> ready = job_->TryPull(
+        req_.rank(), req_.clock(), slices_, req_.no_wait(), values_.get(), &applied,
+        [this] { Attempt(); }, &ticket, &lent_, field_);
     if (!ready.ok()) return FinishWith(ready.status());
     if (*ready) {
       // The response is its clock, then the values: dense ranges sent from the table's
@@ -135,6 +149,7 @@ class PullReactor final : public grpc::ServerUnaryReactor {
   const std::shared_ptr<wire::BufferPool> buffers_;
   const CallObserver* const observer_;
   const Clock::time_point start_;
+  const char* const field_;  // What errors call the slices.
   const PullRequest req_;
   std::unique_ptr<std::string> values_;
   std::vector<LentBytes> lent_;
@@ -143,6 +158,7 @@ class PullReactor final : public grpc::ServerUnaryReactor {
   std::vector<SliceArgs> slices_;
   std::atomic<uint64_t> ticket_{0};
   std::atomic<bool> cancelled_{false};
+  std::atomic<int> holds_{1};  // gRPC's, until OnDone.
 };
 
 }  // namespace
@@ -220,8 +236,8 @@ grpc::ServerUnaryReactor* ShardServiceImpl::Pull(grpc::CallbackServerContext* ct
     return Done(ctx, absl::InvalidArgumentError("request: malformed PullRequest"), observer_,
                 "Pull", start, request->Length(), 0);
   }
-  auto* reactor = new PullReactor(core_, std::move(req), "Pull", request->Length(), start,
-                                  response, buffers_, &observer_);
+  auto* reactor = new PullReactor(core_, std::move(req), "Pull", "slices", request->Length(),
+                                  start, response, buffers_, &observer_);
   reactor->Start();
   return reactor;
 }
@@ -243,9 +259,12 @@ absl::StatusOr<ShardServiceImpl::PushCall> ShardServiceImpl::ReadPush(
 }
 
 absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(PushCall push) {
+  PS_ASSIGN_OR_RETURN(std::shared_ptr<ShardJob> job, core_->FindJob(push.fields.job_id()));
+  return ApplyPushTo(*job, std::move(push));
+}
+
+absl::StatusOr<PushResult> ShardServiceImpl::ApplyPushTo(ShardJob& job, PushCall push) {
   const PushRequest& req = push.fields;
-  absl::StatusOr<std::shared_ptr<ShardJob>> job = core_->FindJob(req.job_id());
-  if (!job.ok()) return job.status();
   PushArgs args;
   args.rank = req.rank();
   args.clock = req.clock();
@@ -258,7 +277,7 @@ absl::StatusOr<PushResult> ShardServiceImpl::ApplyPush(PushCall push) {
   auto received = std::make_shared<const wire::ByteViews>(std::move(push.values));
   args.values = PackedFloats(received->views(), encoding);
   args.values_owner = received;
-  return (*job)->Push(args);
+  return job.Push(args);
 }
 
 grpc::ServerUnaryReactor* ShardServiceImpl::Push(grpc::CallbackServerContext* ctx,
@@ -300,13 +319,13 @@ grpc::ServerUnaryReactor* ShardServiceImpl::PushPull(grpc::CallbackServerContext
     pull.set_rank(req.rank());
     pull.set_clock(req.clock() + 1);
     pull.mutable_slices()->Swap(push.fields.mutable_pull_slices());
-    return ApplyPush(std::move(push)).status();
+    return ApplyPushTo(*job, std::move(push)).status();
   }();
   if (!status.ok()) {
     return Done(ctx, status, observer_, "PushPull", start, request->Length(), 0);
   }
-  auto* reactor = new PullReactor(core_, std::move(pull), "PushPull", request->Length(), start,
-                                  response, buffers_, &observer_);
+  auto* reactor = new PullReactor(core_, std::move(pull), "PushPull", "pull_slices",
+                                  request->Length(), start, response, buffers_, &observer_);
   reactor->Start(std::move(job));
   return reactor;
 }

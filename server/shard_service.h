@@ -68,6 +68,8 @@ class ShardServiceImpl final
   };
   static absl::StatusOr<PushCall> ReadPush(const grpc::ByteBuffer& request);
   absl::StatusOr<PushResult> ApplyPush(PushCall push);
+  // The same, to `job` (found by the caller).
+  static absl::StatusOr<PushResult> ApplyPushTo(ShardJob& job, PushCall push);
 
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const CheckpointRequest* req,

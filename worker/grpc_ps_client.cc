@@ -691,27 +691,29 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
                                     absl::Span<const SparseRef> push_sparse,
                                     absl::Span<const DenseRef> pull_dense,
                                     absl::Span<const SparseRef> pull_sparse) {
-  const bool merge = !no_push_pull_.load(std::memory_order_relaxed);
+  std::vector<uint32_t> refused;
   absl::Status s =
-      PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse, merge);
-  if (merge && absl::IsUnimplemented(s)) {
-    // A shard built before PushPull: from now on pushes and pulls go separately. The
-    // whole call is repeated; the pushes some shards took already are duplicates.
-    if (!no_push_pull_.exchange(true)) {
-      PS_LOG(WARNING) << "a shard does not serve PushPull (" << s.message()
-                      << "); pushing and pulling in separate calls";
+      PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse, &refused);
+  if (refused.empty()) return s;
+  // Shards built before PushPull: from now on their pushes and pulls go separately. The
+  // whole call is repeated; the pushes some shards took already are duplicates.
+  for (uint32_t shard : refused) {
+    if (!shards_[shard]->no_push_pull.exchange(true)) {
+      PS_LOG(WARNING) << "shard " << shard << " (" << address(shard)
+                      << ") does not serve PushPull; pushing to it and pulling from it in "
+                         "separate calls";
     }
-    s = PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse,
-                     /*merge=*/false);
   }
-  return s;
+  return PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse,
+                      nullptr);
 }
 
 absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank, uint64_t clock,
                                         absl::Span<const DenseRef> push_dense,
                                         absl::Span<const SparseRef> push_sparse,
                                         absl::Span<const DenseRef> pull_dense,
-                                        absl::Span<const SparseRef> pull_sparse, bool merge) {
+                                        absl::Span<const SparseRef> pull_sparse,
+                                        std::vector<uint32_t>* refused) {
   std::shared_ptr<const JobRoute> route;
   PS_ASSIGN_OR_RETURN(Plan push_plan,
                       PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush, &route));
@@ -736,7 +738,7 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
       }
       return true;
     }();
-    if (merge) {
+    if (!shards_[s]->no_push_pull.load(std::memory_order_relaxed)) {
       halves.count[s] = sync ? std::min(pull_parts.size(), push_parts.size())
                              : (paired[s] ? pull_parts.size() : 0);
     }
@@ -751,7 +753,7 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
   // The pulls that go alone: SYNC, at once; otherwise after the push part of the same
   // ranges, or every push part of the shard (`pulls[s]` lists those not merged).
   for (uint32_t s = 0; s < shards && !sync; ++s) {
-    const size_t first = halves.count[s];
+    const size_t first = halves.count[s];  // pulls[s][i] is pull part first + i.
     for (size_t i = 0; i < pulls[s].size(); ++i) {
       if (paired[s]) {
         batch.After(pulls[s][i], pushes[s][first + i]);
@@ -760,7 +762,17 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
       }
     }
   }
-  return batch.Run();  // Starts the pushes, and the pulls that wait for none.
+  // Starts the pushes, and the pulls that wait for none.
+  const absl::Status status = batch.Run();
+  if (!status.ok() && refused != nullptr) {
+    for (uint32_t s = 0; s < shards; ++s) {
+      const bool refusal = std::any_of(
+          pushes[s].begin(), pushes[s].begin() + static_cast<std::ptrdiff_t>(halves.count[s]),
+          [](const RpcCall* c) { return absl::IsUnimplemented(c->status); });
+      if (refusal) refused->push_back(s);
+    }
+  }
+  return status;
 }
 
 void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,

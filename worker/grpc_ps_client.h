@@ -107,8 +107,9 @@ class GrpcPsClient final : public PsClient {
   // two calls have parts per shard (the shards hold each pull until the clock is
   // complete); else the push part that writes exactly the pull part's ranges. Other
   // pull parts go alone: in SYNC at once, else once every push part of their shard is
-  // acknowledged. Against a shard without PushPull (UNIMPLEMENTED) the call is
-  // repeated as separate pushes and pulls, and so are all later ones.
+  // acknowledged. When a shard answers PushPull UNIMPLEMENTED (built before it), the
+  // call is repeated with that shard's pushes and pulls separate, and so are all later
+  // calls to it.
   absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
                         absl::Span<const DenseRef> push_dense,
                         absl::Span<const SparseRef> push_sparse,
@@ -140,6 +141,8 @@ class GrpcPsClient final : public PsClient {
     std::string address;
     std::vector<Channel> channels;
     std::atomic<uint32_t> next{0};
+    // Set once the shard answered PushPull UNIMPLEMENTED (built before it).
+    std::atomic<bool> no_push_pull{false};
   };
   class Batch;
   friend class Batch;
@@ -170,13 +173,15 @@ class GrpcPsClient final : public PsClient {
                  absl::Span<const SparseRef> sparse, ValueEncoding encoding, bool start,
                  std::vector<std::vector<RpcCall*>>* by_shard,
                  const PullHalves* pulls = nullptr);
-  // PushPull, its pull parts riding on push parts (PushPull RPCs) where `merge` and the
-  // consistency model allow.
+  // PushPull, its pull parts riding on push parts (PushPull RPCs) where the shard
+  // serves them and the consistency model allows. `refused`, when given, gets the
+  // shards that answered a PushPull UNIMPLEMENTED.
   absl::Status PushPullOnce(const std::string& job_id, uint32_t rank, uint64_t clock,
                             absl::Span<const DenseRef> push_dense,
                             absl::Span<const SparseRef> push_sparse,
                             absl::Span<const DenseRef> pull_dense,
-                            absl::Span<const SparseRef> pull_sparse, bool merge);
+                            absl::Span<const SparseRef> pull_sparse,
+                            std::vector<uint32_t>* refused);
   // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
   // shards reported.
   absl::Status PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,
@@ -195,8 +200,6 @@ class GrpcPsClient final : public PsClient {
 
   // Gradient bytes gathered for sending, reused.
   const std::shared_ptr<wire::BufferPool> buffers_;
-  // Set once a shard answered PushPull UNIMPLEMENTED (built before it).
-  std::atomic<bool> no_push_pull_{false};
   RouteCache routes_;
 };
 

@@ -588,10 +588,16 @@ TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
   cluster_->service(0)->FailPushes(2);
   cluster_->service(1)->LosePushResponses(1);
   cluster_->service(0)->FailPulls(1);
+  const FlakyShardService::Calls before0 = cluster_->service(0)->calls();
   absl::Status s = client->PushPull("pp", 0, 0, push, {}, pull, {});
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(cluster_->service(0)->injected(), 3);
   EXPECT_EQ(cluster_->service(1)->injected(), 1);
+  // Each part's pull rode on the push of the same ranges.
+  const FlakyShardService::Calls after0 = cluster_->service(0)->calls();
+  EXPECT_GE(after0.push_pull - before0.push_pull, 3 + 1);  // 3 failed, then each part once.
+  EXPECT_EQ(after0.push, before0.push);
+  EXPECT_EQ(after0.pull, before0.pull);
   // One SGD step (lr 1) from zeros, applied once and read back.
   for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -grad[i]) << i;
   auto stats = client->GetStats("pp", false);
@@ -604,12 +610,32 @@ TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
   ASSERT_TRUE(client->PushPull("pp", 0, 1, push, {}, other, {}).ok());
   for (uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(w_head[i], -2 * grad[i]) << i;
   for (float v : b) EXPECT_EQ(v, 0.0f);
+
+  // As many parts as the push, each shifted by 16 elements: none pairs with a push
+  // part, so none rides on one, and every pull part still reads the whole push.
+  const uint64_t shift = 16;
+  std::vector<float> shifted(n - shift, 7.0f);
+  std::vector<DenseRef> push_head = {{"w", 0, n - shift, grad.data()}};
+  std::vector<DenseRef> pull_tail = {{"w", shift, n - shift, shifted.data()}};
+  const FlakyShardService::Calls before_shift[2] = {cluster_->service(0)->calls(),
+                                                    cluster_->service(1)->calls()};
+  ASSERT_TRUE(client->PushPull("pp", 0, 2, push_head, {}, pull_tail, {}).ok());
+  for (uint32_t sh = 0; sh < 2; ++sh) {
+    const FlakyShardService::Calls now = cluster_->service(sh)->calls();
+    EXPECT_EQ(now.push_pull, before_shift[sh].push_pull) << sh;
+    EXPECT_EQ(now.push - before_shift[sh].push, now.pull - before_shift[sh].pull) << sh;
+  }
+  for (uint64_t i = 0; i < n - shift; ++i) {
+    const uint64_t at = i + shift;  // Pushed three times, but for the last `shift`.
+    const float want = at < n - shift ? -3 * grad[at] : -2 * grad[at];
+    ASSERT_EQ(shifted[i], want) << i;
+  }
 }
 
 // PushPull is one round trip per pair of parts: in SYNC any push part carries a pull
 // part, as many as the two calls have per shard; the rest go alone. Against a shard
-// built before PushPull (UNIMPLEMENTED) the call is repeated as pushes and pulls, and
-// so are later calls, with the same results.
+// built before PushPull (UNIMPLEMENTED) the call is repeated with that shard's pushes
+// and pulls separate, and so are later calls to it, with the same results.
 TEST_F(GrpcPsClientTest, PushPullIsOneCallPerPartAndFallsBackForOlderShards) {
   std::unique_ptr<GrpcPsClient> client = Connect();  // 64 KiB parts.
   const uint64_t n = 3 * 65536;                      // 12 parts over the two shards.
@@ -661,14 +687,16 @@ TEST_F(GrpcPsClientTest, PushPullIsOneCallPerPartAndFallsBackForOlderShards) {
   EXPECT_EQ(refused.push, parts[1]);
   EXPECT_EQ(refused.pull, parts[1]);
   for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -3 * grad[i]) << i;
+  // Shard 1 is no longer asked; shard 0 still takes PushPull.
   for (uint32_t s = 0; s < 2; ++s) before[s] = cluster_->service(s)->calls();
   ASSERT_TRUE(client->PushPull("pp", 0, 3, push, {}, pull, {}).ok());
-  for (uint32_t s = 0; s < 2; ++s) {
-    const Calls d = delta(s, before[s]);
-    EXPECT_EQ(d.push_pull, 0) << s;
-    EXPECT_EQ(d.push, parts[s]) << s;
-    EXPECT_EQ(d.pull, parts[s]) << s;
-  }
+  const Calls d0 = delta(0, before[0]), d1 = delta(1, before[1]);
+  EXPECT_EQ(d0.push_pull, parts[0]);
+  EXPECT_EQ(d0.push, 0);
+  EXPECT_EQ(d0.pull, 0);
+  EXPECT_EQ(d1.push_pull, 0);
+  EXPECT_EQ(d1.push, parts[1]);
+  EXPECT_EQ(d1.pull, parts[1]);
   for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -4 * grad[i]) << i;
   // Every push was applied once: 4 clocks, no step twice.
   auto stats = client->GetStats("pp", false);
