@@ -90,6 +90,18 @@ class ShardServiceTest : public ::testing::Test {
     return stub_->Push(&ctx, req, resp ? resp : &ignored);
   }
 
+  // The job's counters on this shard; a default JobStats (and a test failure) when the
+  // call fails.
+  JobStats Stats(const std::string& job_id = "j1") {
+    GetStatsRequest req;
+    req.set_job_id(job_id);
+    GetStatsResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status s = stub_->GetStats(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok() && resp.jobs_size() == 1) << s.error_message();
+    return resp.jobs_size() == 1 ? resp.jobs(0) : JobStats();
+  }
+
   grpc::Status PushPull(const PushRequest& req, PullResponse* resp = nullptr,
                         int deadline_ms = 5000) {
     PullResponse ignored;
@@ -172,13 +184,9 @@ TEST_F(ShardServiceTest, PushPullAnswersTheNextClocksPullOnceItIsApplied) {
     // w -= 0.5 * mean(1, 3), applied once.
     EXPECT_FLOAT_EQ(FloatAt(after0.values(), i), FloatAt(before.values(), i) - 1.0f) << i;
   }
-  GetStatsRequest sr;
-  sr.set_job_id("j1");
-  GetStatsResponse stats;
-  grpc::ClientContext ctx;
-  ASSERT_TRUE(stub_->GetStats(&ctx, sr, &stats).ok());
-  EXPECT_EQ(stats.jobs(0).pushes_applied(), 2u);
-  EXPECT_EQ(stats.jobs(0).pushes_duplicate(), 1u);
+  const JobStats stats = Stats();
+  EXPECT_EQ(stats.pushes_applied(), 2u);
+  EXPECT_EQ(stats.pushes_duplicate(), 1u);
 }
 
 TEST_F(ShardServiceTest, WaitingPullEndsAtItsDeadline) {
@@ -330,12 +338,7 @@ TEST_F(ShardServiceTest, MalformedRequestsGetTheirErrorAndTheShardStillServes) {
   PullResponse again;
   ASSERT_TRUE(Pull(DensePull(0, 0), &again).ok());
   EXPECT_EQ(again.values(), good.values());
-  GetStatsRequest sr;
-  sr.set_job_id("j1");
-  GetStatsResponse stats;
-  grpc::ClientContext sctx;
-  ASSERT_TRUE(stub_->GetStats(&sctx, sr, &stats).ok());
-  EXPECT_EQ(stats.jobs(0).pushes_applied(), 0u);
+  EXPECT_EQ(Stats().pushes_applied(), 0u);
 }
 
 TEST_F(ShardServiceTest, CheckpointRestoreAndListTables) {
@@ -348,12 +351,7 @@ TEST_F(ShardServiceTest, CheckpointRestoreAndListTables) {
   ASSERT_TRUE(stub_->Checkpoint(&cctx, cr, &ck).ok());
   EXPECT_EQ(ck.clock(), 1u);
   EXPECT_GT(ck.bytes(), 24u);
-  GetStatsRequest sr;
-  sr.set_job_id("j1");
-  GetStatsResponse stats;
-  grpc::ClientContext sctx;
-  ASSERT_TRUE(stub_->GetStats(&sctx, sr, &stats).ok());
-  EXPECT_EQ(stats.jobs(0).last_checkpoint_clock(), 1u);
+  EXPECT_EQ(Stats().last_checkpoint_clock(), 1u);
   PullResponse at1;
   ASSERT_TRUE(Pull(DensePull(0, 1), &at1).ok());
   ASSERT_TRUE(Push(DensePush(0, 1, 5.0f)).ok());
@@ -439,12 +437,7 @@ TEST_F(ShardServiceTest, AJobThatDidNotKnowItsLastClockTakesItFromAWorker) {
   // Checkpoints are written by the shard's writer thread.
   uint64_t newest = 0;
   for (int i = 0; i < 500 && newest != 3; ++i) {
-    GetStatsRequest sr;
-    sr.set_job_id("old");
-    GetStatsResponse stats;
-    grpc::ClientContext sctx;
-    ASSERT_TRUE(stub_->GetStats(&sctx, sr, &stats).ok());
-    newest = stats.jobs(0).last_checkpoint_clock();
+    newest = Stats("old").last_checkpoint_clock();
     if (newest != 3) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(newest, 3u) << "the last clock was not checkpointed (interval 10)";

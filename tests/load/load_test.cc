@@ -259,6 +259,19 @@ TEST_F(LoadTest, MixedValidAndMalformedRequests) {
     return k;
   };
 
+  // A valid push of thread t's next clock: 4096 dense elements and 32 sparse rows.
+  const auto valid_push = [&](int t, std::mt19937_64& rng) {
+    PushRequest r;
+    r.set_job_id("load");
+    r.set_rank(static_cast<uint32_t>(t));
+    r.set_clock(next_clock[t]);
+    r.set_num_parts(1);
+    *r.add_slices() = Dense(rng() % (kDenseSize - 4096), 4096);
+    *r.add_slices() = Sparse(keys(rng, 32));
+    r.set_values(PackFloats(Gradient(4096 + 32 * kDim, rng)));
+    return r;
+  };
+
   std::vector<Kind> kinds = {
       // --- The shard, valid.
       {"shard CreateJob (again)", "CreateJob", Code::OK, 1,
@@ -277,28 +290,13 @@ TEST_F(LoadTest, MixedValidAndMalformedRequests) {
        }},
       {"shard Push", "Push", Code::OK, 12,
        [&](int t, std::mt19937_64& rng) {
-         PushRequest r;
-         r.set_job_id("load");
-         r.set_rank(static_cast<uint32_t>(t));
-         r.set_clock(next_clock[t]);
-         r.set_num_parts(1);
-         *r.add_slices() = Dense(rng() % (kDenseSize - 4096), 4096);
-         *r.add_slices() = Sparse(keys(rng, 32));
-         r.set_values(PackFloats(Gradient(4096 + 32 * kDim, rng)));
-         grpc::Status s = Call(Shard(t), &ShardService::Stub::Push, r);
+         grpc::Status s = Call(Shard(t), &ShardService::Stub::Push, valid_push(t, rng));
          if (s.ok()) ++next_clock[t];
          return s;
        }},
       {"shard PushPull", "PushPull", Code::OK, 6,
        [&](int t, std::mt19937_64& rng) {
-         PushRequest r;
-         r.set_job_id("load");
-         r.set_rank(static_cast<uint32_t>(t));
-         r.set_clock(next_clock[t]);
-         r.set_num_parts(1);
-         *r.add_slices() = Dense(rng() % (kDenseSize - 4096), 4096);
-         *r.add_slices() = Sparse(keys(rng, 32));
-         r.set_values(PackFloats(Gradient(4096 + 32 * kDim, rng)));
+         PushRequest r = valid_push(t, rng);
          *r.add_pull_slices() = Dense(rng() % (kDenseSize - 4096), 4096);
          *r.add_pull_slices() = Sparse(keys(rng, 32));
          grpc::Status s = Call(Shard(t), &ShardService::Stub::PushPull, r);
