@@ -306,25 +306,13 @@ TEST_F(LoadTest, MixedValidAndMalformedRequests) {
       // --- The shard, malformed.
       {"shard PushPull: unknown pull table", "PushPull", Code::NOT_FOUND, 1,
        [&](int t, std::mt19937_64& rng) {
-         PushRequest r;
-         r.set_job_id("load");
-         r.set_rank(static_cast<uint32_t>(t));
-         r.set_clock(next_clock[t]);
-         r.set_num_parts(1);
-         *r.add_slices() = Dense(0, 10);
-         r.set_values(PackFloats(Gradient(10, rng)));
+         PushRequest r = valid_push(t, rng);
          *r.add_pull_slices() = Dense(0, 1, "no_such_table");
          return Call(Shard(t), &ShardService::Stub::PushPull, r);
        }},
       {"shard Push: with pull slices", "Push", Code::INVALID_ARGUMENT, 1,
        [&](int t, std::mt19937_64& rng) {
-         PushRequest r;
-         r.set_job_id("load");
-         r.set_rank(static_cast<uint32_t>(t));
-         r.set_clock(next_clock[t]);
-         r.set_num_parts(1);
-         *r.add_slices() = Dense(0, 10);
-         r.set_values(PackFloats(Gradient(10, rng)));
+         PushRequest r = valid_push(t, rng);
          *r.add_pull_slices() = Dense(0, 10);
          return Call(Shard(t), &ShardService::Stub::Push, r);
        }},
