@@ -382,6 +382,9 @@ absl::StatusOr<std::unique_ptr<GrpcPsClient>> GrpcPsClient::Connect(
   if (options.rpc_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("options.rpc_timeout: must be > 0");
   }
+  if (options.push_pull_retry < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("options.push_pull_retry: must be >= 0");
+  }
   if (options.pooled_messages < 0) {
     return absl::InvalidArgumentError("options.pooled_messages: must be >= 0");
   }
@@ -427,6 +430,12 @@ GrpcPsClient::GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options o
                                                   options_.chunk_bytes)) {}
 
 GrpcPsClient::~GrpcPsClient() = default;
+
+bool GrpcPsClient::MayPushPull(uint32_t shard) const {
+  const int64_t refused_ms = shards_[shard]->push_pull_refused_ms.load(std::memory_order_relaxed);
+  return refused_ms == 0 ||
+         absl::FromUnixMillis(refused_ms) + options_.push_pull_retry <= absl::Now();
+}
 
 const GrpcPsClient::Channel& GrpcPsClient::NextChannel(uint32_t shard) {
   Shard& s = *shards_[shard];
@@ -695,17 +704,19 @@ absl::Status GrpcPsClient::PushPull(const std::string& job_id, uint32_t rank, ui
   absl::Status s =
       PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse, &refused);
   if (refused.empty()) return s;
-  // Shards built before PushPull: from now on their pushes and pulls go separately. The
+  // Shards built before PushPull: their pushes and pulls go separately for a while. The
   // whole call is repeated; the pushes some shards took already are duplicates.
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   for (uint32_t shard : refused) {
-    if (!shards_[shard]->no_push_pull.exchange(true)) {
+    if (shards_[shard]->push_pull_refused_ms.exchange(now_ms) == 0) {
       PS_LOG(WARNING) << "shard " << shard << " (" << address(shard)
                       << ") does not serve PushPull; pushing to it and pulling from it in "
-                         "separate calls";
+                         "separate calls, asking again every "
+                      << absl::FormatDuration(options_.push_pull_retry);
     }
   }
   return PushPullOnce(job_id, rank, clock, push_dense, push_sparse, pull_dense, pull_sparse,
-                      nullptr);
+                      nullptr, refused);
 }
 
 absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank, uint64_t clock,
@@ -713,7 +724,8 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
                                         absl::Span<const SparseRef> push_sparse,
                                         absl::Span<const DenseRef> pull_dense,
                                         absl::Span<const SparseRef> pull_sparse,
-                                        std::vector<uint32_t>* refused) {
+                                        std::vector<uint32_t>* refused,
+                                        absl::Span<const uint32_t> separate) {
   std::shared_ptr<const JobRoute> route;
   PS_ASSIGN_OR_RETURN(Plan push_plan,
                       PlanFor(job_id, push_dense, push_sparse, Plan::Kind::kPush, &route));
@@ -738,7 +750,7 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
       }
       return true;
     }();
-    if (!shards_[s]->no_push_pull.load(std::memory_order_relaxed)) {
+    if (MayPushPull(s) && std::find(separate.begin(), separate.end(), s) == separate.end()) {
       halves.count[s] = sync ? std::min(pull_parts.size(), push_parts.size())
                              : (paired[s] ? pull_parts.size() : 0);
     }
@@ -764,12 +776,16 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
   }
   // Starts the pushes, and the pulls that wait for none.
   const absl::Status status = batch.Run();
-  if (!status.ok() && refused != nullptr) {
-    for (uint32_t s = 0; s < shards; ++s) {
-      const bool refusal = std::any_of(
-          pushes[s].begin(), pushes[s].begin() + static_cast<std::ptrdiff_t>(halves.count[s]),
-          [](const RpcCall* c) { return absl::IsUnimplemented(c->status); });
-      if (refusal) refused->push_back(s);
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (halves.count[s] == 0) continue;
+    const auto merged = absl::MakeConstSpan(pushes[s]).first(halves.count[s]);
+    if (std::any_of(merged.begin(), merged.end(),
+                    [](const RpcCall* c) { return absl::IsUnimplemented(c->status); })) {
+      if (refused != nullptr) refused->push_back(s);
+    } else if (std::any_of(merged.begin(), merged.end(),
+                           [](const RpcCall* c) { return c->status.ok(); }) &&
+               shards_[s]->push_pull_refused_ms.exchange(0) != 0) {
+      PS_LOG(INFO) << "shard " << s << " (" << address(s) << ") serves PushPull again";
     }
   }
   return status;

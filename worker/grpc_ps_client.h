@@ -75,6 +75,9 @@ class GrpcPsClient final : public PsClient {
     // Gradient buffers of pushes kept for reuse (each of chunk_bytes at most): reused
     // memory is much faster to write than fresh pages.
     int pooled_messages = 32;
+    // How long a shard that answered PushPull UNIMPLEMENTED (a build before it) gets
+    // separate pushes and pulls before it is asked again: it may have been upgraded.
+    absl::Duration push_pull_retry = absl::Minutes(1);
   };
 
   // A client of the shards at `shard_addresses` ("host:port", shard i at index i).
@@ -108,8 +111,8 @@ class GrpcPsClient final : public PsClient {
   // complete); else the push part that writes exactly the pull part's ranges. Other
   // pull parts go alone: in SYNC at once, else once every push part of their shard is
   // acknowledged. When a shard answers PushPull UNIMPLEMENTED (built before it), the
-  // call is repeated with that shard's pushes and pulls separate, and so are all later
-  // calls to it.
+  // call is repeated with that shard's pushes and pulls separate, and so are later
+  // calls to it for Options::push_pull_retry.
   absl::Status PushPull(const std::string& job_id, uint32_t rank, uint64_t clock,
                         absl::Span<const DenseRef> push_dense,
                         absl::Span<const SparseRef> push_sparse,
@@ -141,8 +144,8 @@ class GrpcPsClient final : public PsClient {
     std::string address;
     std::vector<Channel> channels;
     std::atomic<uint32_t> next{0};
-    // Set once the shard answered PushPull UNIMPLEMENTED (built before it).
-    std::atomic<bool> no_push_pull{false};
+    // When the shard last answered PushPull UNIMPLEMENTED (Unix ms; 0: it serves it).
+    std::atomic<int64_t> push_pull_refused_ms{0};
   };
   class Batch;
   friend class Batch;
@@ -150,6 +153,8 @@ class GrpcPsClient final : public PsClient {
   GrpcPsClient(std::vector<std::unique_ptr<Shard>> shards, Options options);
 
   const Channel& NextChannel(uint32_t shard);
+  // Whether calls to `shard` may use PushPull now (see push_pull_retry).
+  bool MayPushPull(uint32_t shard) const;
   // The job's route, attaching to it first when it is not known yet.
   absl::StatusOr<std::shared_ptr<const JobRoute>> RouteOf(const std::string& job_id);
   // The plan of a call; `route`, when given, gets the route it was made with.
@@ -174,14 +179,15 @@ class GrpcPsClient final : public PsClient {
                  std::vector<std::vector<RpcCall*>>* by_shard,
                  const PullHalves* pulls = nullptr);
   // PushPull, its pull parts riding on push parts (PushPull RPCs) where the shard
-  // serves them and the consistency model allows. `refused`, when given, gets the
-  // shards that answered a PushPull UNIMPLEMENTED.
+  // serves them (and is not in `separate`) and the consistency model allows.
+  // `refused`, when given, gets the shards that answered a PushPull UNIMPLEMENTED.
   absl::Status PushPullOnce(const std::string& job_id, uint32_t rank, uint64_t clock,
                             absl::Span<const DenseRef> push_dense,
                             absl::Span<const SparseRef> push_sparse,
                             absl::Span<const DenseRef> pull_dense,
                             absl::Span<const SparseRef> pull_sparse,
-                            std::vector<uint32_t>* refused);
+                            std::vector<uint32_t>* refused,
+                            absl::Span<const uint32_t> separate = {});
   // A pull (no_wait: a read) of a planned call; `min_clock` gets the lowest clock the
   // shards reported.
   absl::Status PullPlanned(const std::string& job_id, uint32_t rank, uint64_t clock,

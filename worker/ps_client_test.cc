@@ -536,6 +536,11 @@ TEST_F(GrpcPsClientTest, ConnectValidates) {
   o.channels_per_shard = 0;
   EXPECT_EQ(GrpcPsClient::Connect({"127.0.0.1:1"}, o).status().code(),
             absl::StatusCode::kInvalidArgument);
+  GrpcPsClient::Options negative;
+  negative.push_pull_retry = absl::Seconds(-1);
+  absl::Status s = GrpcPsClient::Connect({"127.0.0.1:1"}, negative).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("push_pull_retry"), absl::string_view::npos) << s;
 }
 
 TEST_F(GrpcPsClientTest, LostAndFailedCallsAreRetriedAndPushesDeduplicated) {
@@ -635,7 +640,8 @@ TEST_F(GrpcPsClientTest, PushPullRetriesAndReadsItsOwnUpdate) {
 // PushPull is one round trip per pair of parts: in SYNC any push part carries a pull
 // part, as many as the two calls have per shard; the rest go alone. Against a shard
 // built before PushPull (UNIMPLEMENTED) the call is repeated with that shard's pushes
-// and pulls separate, and so are later calls to it, with the same results.
+// and pulls separate, and so are later calls to it (until push_pull_retry has passed),
+// with the same results.
 TEST_F(GrpcPsClientTest, PushPullIsOneCallPerPartAndFallsBackForOlderShards) {
   std::unique_ptr<GrpcPsClient> client = Connect();  // 64 KiB parts.
   const uint64_t n = 3 * 65536;                      // 12 parts over the two shards.
@@ -698,10 +704,33 @@ TEST_F(GrpcPsClientTest, PushPullIsOneCallPerPartAndFallsBackForOlderShards) {
   EXPECT_EQ(d1.push, parts[1]);
   EXPECT_EQ(d1.pull, parts[1]);
   for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -4 * grad[i]) << i;
-  // Every push was applied once: 4 clocks, no step twice.
+
+  // A client that asks a refusing shard again at once (push_pull_retry 0) finds it
+  // upgraded as soon as it is.
+  GrpcPsClient::Options o = client->options();
+  o.push_pull_retry = absl::ZeroDuration();
+  absl::StatusOr<std::unique_ptr<GrpcPsClient>> eager =
+      GrpcPsClient::Connect(cluster_->addresses(), o);
+  ASSERT_TRUE(eager.ok()) << eager.status();
+  for (uint64_t c = 4; c < 6; ++c) {
+    before[1] = cluster_->service(1)->calls();
+    ASSERT_TRUE((*eager)->PushPull("pp", 0, c, push, {}, pull, {}).ok());
+    const Calls d = delta(1, before[1]);
+    EXPECT_GE(d.push_pull, 1) << c;  // Asked again, refused again.
+    EXPECT_EQ(d.push, parts[1]) << c;
+  }
+  cluster_->service(1)->RefusePushPull(false);
+  before[1] = cluster_->service(1)->calls();
+  ASSERT_TRUE((*eager)->PushPull("pp", 0, 6, push, {}, pull, {}).ok());
+  const Calls upgraded = delta(1, before[1]);
+  EXPECT_EQ(upgraded.push_pull, parts[1]);
+  EXPECT_EQ(upgraded.push, 0);
+  EXPECT_EQ(upgraded.pull, 0);
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], -7 * grad[i]) << i;
+  // Every push was applied once: 7 clocks, no step twice.
   auto stats = client->GetStats("pp", false);
   ASSERT_TRUE(stats.ok());
-  for (const ShardJobStats& st : *stats) EXPECT_EQ(st.clock, 4u);
+  for (const ShardJobStats& st : *stats) EXPECT_EQ(st.clock, 7u);
 }
 
 // Gradients in a LendableFloats go out without a copy, mixed in one part with copied
