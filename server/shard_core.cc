@@ -59,7 +59,7 @@ std::shared_ptr<ShardJob> ShardCore::MakeJob(JobConfig config) {
   config.shard_id = options_.shard_id;
   return std::make_shared<ShardJob>(
       std::move(config), &budget_,
-      [this](JobSnapshot snap) { Enqueue(WriteTask{std::move(snap), nullptr}); },
+      [this](JobSnapshot snap) { EnqueueBorrowed(std::move(snap)); },
       options_.limits);
 }
 
@@ -217,6 +217,23 @@ void ShardCore::Enqueue(WriteTask task) {
   queue_cv_.SignalAll();
 }
 
+void ShardCore::EnqueueBorrowed(JobSnapshot snap) {
+  {
+    MutexLock lock(&queue_mu_);
+    if (queue_.empty() && writing_ == 0) {
+      // The writer is idle and starts on it at once: it copies the borrowed state, and
+      // the push that took the snapshot returns now.
+      queue_.push_back(WriteTask{std::move(snap), nullptr});
+      queue_cv_.SignalAll();
+      return;
+    }
+  }
+  // The writer is busy: copy now, so that the blocks are not lent (and copied by every
+  // push that writes them) for as long as the writes before this one take.
+  ShardJob::FillBorrowed(&snap);
+  Enqueue(WriteTask{std::move(snap), nullptr});
+}
+
 void ShardCore::WriterLoop() {
   for (;;) {
     WriteTask task;
@@ -238,6 +255,8 @@ void ShardCore::WriterLoop() {
       auto it = protected_.find(info.job_id);
       keep_from = it != protected_.end() ? it->second : 0;
     }
+    // A snapshot a push took while the writer was idle still borrows its dense state.
+    ShardJob::FillBorrowed(&task.snapshot);
     const auto start = std::chrono::steady_clock::now();
     std::vector<CheckpointRecord> records = ToStoreRecords(std::move(task.snapshot.records));
     absl::StatusOr<uint64_t> bytes = store_->Write(task.snapshot.job_id, task.snapshot.clock,

@@ -117,6 +117,9 @@ class ShardCore {
   absl::Status RestoreFromStore(ShardJob* job, uint64_t clock);
   std::shared_ptr<ShardJob> MakeJob(JobConfig config);
   void Enqueue(WriteTask task);
+  // A snapshot a push took, its dense state borrowed (ShardJob::SnapshotSink): to the
+  // writer as it is when the writer is idle, else copied first.
+  void EnqueueBorrowed(JobSnapshot snap);
   void WriterLoop();
   void TimerLoop();
 

@@ -557,7 +557,6 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
   std::vector<std::function<void()>> wake;
   JobSnapshot snapshot;
   bool snapshot_due = false;
-  SnapshotLoans loans;  // The dense state it borrowed, copied once the lock is released.
   PushResult result;
   {
     MutexLock lock(&mu_);
@@ -663,16 +662,13 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       const bool final =
           config_.takes_checkpoints && total > 0 && before < total && after >= total;
       if (sink_ && (periodic || final)) {
-        snapshot = SnapshotLocked(&loans);
+        snapshot = SnapshotLocked();
         snapshot_due = true;
       }
     }
   }
   for (auto& w : wake) w();
-  if (snapshot_due) {
-    FillLoans(std::move(loans), &snapshot);
-    sink_(std::move(snapshot));
-  }
+  if (snapshot_due) sink_(std::move(snapshot));  // Borrowed: the sink copies it.
   return result;
 }
 
@@ -699,19 +695,31 @@ JobSnapshot ShardJob::Snapshot() {
     MutexLock lock(&spare_mu_);
     spare_[record] = std::move(buffer);
   }
-  SnapshotLoans loans;
   JobSnapshot snap;
   {
     ReaderMutexLock lock(&mu_);
-    snap = SnapshotLocked(&loans);
+    snap = SnapshotLocked();
   }
-  FillLoans(std::move(loans), &snap);
+  FillBorrowed(&snap);
   return snap;
 }
 
-void ShardJob::FillLoans(SnapshotLoans loans, JobSnapshot* snap) {
+void ShardJob::FillBorrowed(JobSnapshot* snap) {
+  if (snap->borrowed.empty()) return;
   const auto start = std::chrono::steady_clock::now();
-  for (auto& [record, lent] : loans) {
+  for (auto& [record, lent] : snap->borrowed) {
+    std::string& bytes = snap->records[record].bytes;
+    size_t size = lent.front().at;
+    for (const LentBytes& l : lent) size += l.size;
+    if (bytes.size() < size) {
+      // A buffer that was new under the lock holds only the header
+      // (Table::SaveStateInto): mapped here, outside it.
+      std::string sized;
+      ReserveHuge(&sized, size);
+      sized.resize(size);
+      std::memcpy(sized.data(), bytes.data(), bytes.size());
+      bytes.swap(sized);
+    }
     // One dense table's weights and slots: consecutive ranges of its record, in order.
     std::vector<ByteRun> runs;
     runs.reserve(lent.size());
@@ -719,6 +727,7 @@ void ShardJob::FillLoans(SnapshotLoans loans, JobSnapshot* snap) {
     ParallelGather(snap->records[record].bytes.data() + lent.front().at, runs);
     lent.clear();  // The loans go back: pushes write these blocks in place again.
   }
+  snap->borrowed.clear();
   snap->fill_us += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                              std::chrono::steady_clock::now() - start)
                                              .count());
@@ -734,7 +743,7 @@ void ShardJob::Recycle(std::vector<StateRecord> records) {
   }
 }
 
-JobSnapshot ShardJob::SnapshotLocked(SnapshotLoans* loans) {
+JobSnapshot ShardJob::SnapshotLocked() {
   const auto start = std::chrono::steady_clock::now();
   JobSnapshot snap;
   snap.job_id = config_.job_id;
@@ -777,7 +786,7 @@ JobSnapshot ShardJob::SnapshotLocked(SnapshotLoans* loans) {
     }
     std::vector<LentBytes> lent;
     t->SaveStateInto(&state.bytes, &lent);
-    if (!lent.empty()) loans->emplace_back(snap.records.size(), std::move(lent));
+    if (!lent.empty()) snap.borrowed.emplace_back(snap.records.size(), std::move(lent));
     snap.records.push_back(std::move(state));
   }
   snap.pause_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(

@@ -118,6 +118,10 @@ struct StateRecord {
   std::string bytes;
 };
 
+// Dense weights and slots a snapshot borrowed rather than copied: (index of the record,
+// the lent ranges of its bytes).
+using SnapshotLoans = std::vector<std::pair<size_t, std::vector<LentBytes>>>;
+
 struct JobSnapshot {
   std::string job_id;
   uint64_t clock = 0;
@@ -132,6 +136,10 @@ struct JobSnapshot {
   // the checkpoint's write, not of its pause).
   uint64_t fill_us = 0;
   std::vector<StateRecord> records;
+  // The dense state not yet in `records`: borrowed (the job's pushes copy a block before
+  // they write it) until ShardJob::FillBorrowed copies it there. Only a snapshot handed
+  // to the sink has it; the sink fills it, now or on the thread that writes it.
+  SnapshotLoans borrowed;
 };
 
 struct JobCounters {
@@ -148,7 +156,9 @@ struct JobCounters {
 
 class ShardJob {
  public:
-  // Called with each clock-aligned snapshot taken by a push (after the lock is released).
+  // Called with each clock-aligned snapshot taken by a push (after the lock is released),
+  // its dense state still borrowed: the sink calls FillBorrowed, so the push need not
+  // wait for the copy (20-100 ms for 64M-256M floats here).
   using SnapshotSink = std::function<void(JobSnapshot)>;
 
   // `budget` is not owned and must outlive the job.
@@ -214,6 +224,10 @@ class ShardJob {
   // only borrowed (their blocks lent, copy on write) and copied after it, so the lock
   // is held for the rest alone (sparse tables, the job's own state).
   JobSnapshot Snapshot();
+  // Copies the dense state `snap` borrowed into its records and gives the loans back;
+  // adds the time to snap->fill_us. Nothing to do when it borrows nothing. Any thread,
+  // without the job's lock.
+  static void FillBorrowed(JobSnapshot* snap);
   // Gives back the records of a snapshot once written: the next snapshot copies the
   // tables into these buffers, whose memory is already mapped. The job keeps at most
   // one set (the size of its tables' state) between checkpoints.
@@ -268,14 +282,9 @@ class ShardJob {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplySyncStepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::function<void()>> TakeReadyWaitersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Dense weights and slots a snapshot borrowed: (record index, lent ranges of its
-  // bytes).
-  using SnapshotLoans = std::vector<std::pair<size_t, std::vector<LentBytes>>>;
-  // The snapshot, with the dense weights and slots lent into `loans` rather than copied.
-  JobSnapshot SnapshotLocked(SnapshotLoans* loans) ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Copies what `loans` lent into `snap`'s records (without the lock) and returns the
-  // loans; adds the time to snap->fill_us.
-  static void FillLoans(SnapshotLoans loans, JobSnapshot* snap);
+  // The snapshot, with the dense weights and slots lent into snap.borrowed rather than
+  // copied.
+  JobSnapshot SnapshotLocked() ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status CreateTableLocked(TableConfig config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // RESOURCE_EXHAUSTED naming the slice when the missing rows of `parsed` would put a
   // sparse table past limits_.max_sparse_rows_per_table.

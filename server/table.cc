@@ -246,6 +246,19 @@ void Table::SaveStateInto(std::string* buffer, std::vector<LentBytes>* lent) con
   // thousands of page faults.
   const uint64_t bytes = StateBytes();
   if (!config_.sparse) {
+    std::string header;
+    ByteWriter w(&header);
+    w.U64(step_);
+    w.U32(static_cast<uint32_t>(num_slots_));
+    w.U64(local_count_);
+    if (lent != nullptr && out.size() != bytes) {
+      // A new buffer: mapping it here would hold the lock for its page faults (95 ms
+      // for 1 GB). It is left to the caller, who sizes it when it copies the loans.
+      out.assign(header);
+      dense_.Lend(0, local_count_, header.size(), lent);
+      for (const DenseValues& s : dense_slots_) s.Lend(0, local_count_, header.size(), lent);
+      return;
+    }
     // A dense state's size never changes, so a recycled buffer has it already: the
     // values are copied into place (on every core, common/parallel_copy.h), with no
     // pass zero-filling or appending.
@@ -254,11 +267,6 @@ void Table::SaveStateInto(std::string* buffer, std::vector<LentBytes>* lent) con
       if (out.capacity() < bytes) ReserveHuge(&out, bytes);
       out.resize(bytes);
     }
-    std::string header;
-    ByteWriter w(&header);
-    w.U64(step_);
-    w.U32(static_cast<uint32_t>(num_slots_));
-    w.U64(local_count_);
     char* dst = out.data();
     std::memcpy(dst, header.data(), header.size());
     dst += header.size();

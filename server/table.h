@@ -100,9 +100,11 @@ class Table {
   // As SaveState, into `out` (replacing its contents, reusing its capacity). With
   // `lent`, a dense table's weights and slots are not copied: their blocks are lent
   // there, in order, all with `at` = the offset where the weights begin in `out`, whose
-  // room for them is left as it was; the caller copies them there once it has
-  // released the job's lock (ShardJob::FillLoans), and a push meanwhile copies the
-  // blocks it writes (server/dense_values.h). Sparse tables are copied either way.
+  // room for them is left as it was (when `out` had the state's size already; else
+  // `out` ends after the header, and the caller makes the room); the caller copies them
+  // there once it has released the job's lock (ShardJob::FillBorrowed), and a push
+  // meanwhile copies the blocks it writes (server/dense_values.h). Sparse tables are
+  // copied either way.
   void SaveStateInto(std::string* out, std::vector<LentBytes>* lent = nullptr) const;
   // The size of SaveState().
   uint64_t StateBytes() const;
