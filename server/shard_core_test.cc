@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/packing.h"
 #include "gtest/gtest.h"
@@ -22,8 +23,9 @@ ShardCore::Options Options(const std::string& name) {
 }
 
 absl::Status AddJob(ShardCore* core, Consistency mode, uint32_t every_clocks,
-                    uint32_t every_seconds, uint64_t total_clocks = 0) {
+                    uint32_t every_seconds, uint64_t total_clocks = 0, uint32_t keep = 0) {
   ShardJobConfig p;
+  p.mutable_checkpoint()->set_keep(keep);
   p.set_total_clocks(total_clocks);
   p.set_job_id("j");
   p.mutable_consistency()->set_mode(mode);
@@ -71,6 +73,25 @@ TEST(ShardCoreTest, SyncJobsCheckpointAtClockMultiplesAndReloadOnRestart) {
   EXPECT_EQ((*job)->clock(), 4u);
   EXPECT_EQ(core->LastCheckpointClock("j"), 4u);
   EXPECT_NE((*job)->Counters(true).digest, at5);
+}
+
+// A checkpoint a push takes reaches the writer with the dense state borrowed when the
+// writer is idle (and copied at once when it is busy): pushes going on meanwhile copy
+// the blocks they write, so every checkpoint holds the state of its clock.
+TEST(ShardCoreTest, CheckpointsTakenByPushesHoldTheStateOfTheirClock) {
+  std::unique_ptr<ShardCore> core = *ShardCore::Open(Options("borrowed"));
+  ASSERT_TRUE(AddJob(core.get(), SYNC, 1, 0, 0, /*keep=*/100).ok());
+  std::vector<uint64_t> digests = {(*core->FindJob("j"))->Counters(true).digest};
+  for (uint64_t c = 0; c < 30; ++c) {
+    PushOnce(core.get(), c);
+    digests.push_back((*core->FindJob("j"))->Counters(true).digest);  // Of clock c + 1.
+  }
+  core->Drain();
+  ASSERT_EQ(core->ListCheckpoints("j")->size(), 30u);
+  for (uint64_t clock = 30; clock >= 1; --clock) {  // A restore drops newer checkpoints.
+    ASSERT_TRUE(core->Restore("j", clock).ok()) << clock;
+    EXPECT_EQ((*core->FindJob("j"))->Counters(true).digest, digests[clock]) << clock;
+  }
 }
 
 // The last clock is checkpointed whatever the interval, so a shard restarted after
