@@ -782,7 +782,8 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
     if (std::any_of(merged.begin(), merged.end(),
                     [](const RpcCall* c) { return absl::IsUnimplemented(c->status); })) {
       if (refused != nullptr) refused->push_back(s);
-    } else if (std::any_of(merged.begin(), merged.end(),
+    } else if (shards_[s]->push_pull_refused_ms.load(std::memory_order_relaxed) != 0 &&
+               std::any_of(merged.begin(), merged.end(),
                            [](const RpcCall* c) { return c->status.ok(); }) &&
                shards_[s]->push_pull_refused_ms.exchange(0) != 0) {
       PS_LOG(INFO) << "shard " << s << " (" << address(s) << ") serves PushPull again";
