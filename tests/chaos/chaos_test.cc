@@ -347,7 +347,10 @@ TEST_F(ChaosTest, SyncJobEndsBitwiseEqualAfterTenKillEvents) {
 TEST_F(ChaosTest, AsyncJobEndsWithinOnePointAfterKills) {
   // Softmax regression: a convex problem, so the final accuracy barely depends on the
   // order ASYNC pushes land in (an mlp's runs spread over 2.5 points with no fault).
-  JobSpec spec = DigitsMlp("ASYNC", 90, 32, "interval_seconds: 1");
+  // 180 epochs, about 16000 clocks: five kills with about 2 s of recovery each must
+  // fit in the job (90 epochs ran 6 s once pushes and pulls went as one call, and the
+  // job ended before the fifth kill).
+  JobSpec spec = DigitsMlp("ASYNC", 180, 32, "interval_seconds: 1");
   spec.mutable_model()->mutable_softmax();
   const std::string ref = RunUninterrupted(spec);
   ASSERT_FALSE(ref.empty());
