@@ -714,11 +714,13 @@ void ShardJob::FillBorrowed(JobSnapshot* snap) {
     if (bytes.size() < size) {
       // A buffer that was new under the lock holds only the header
       // (Table::SaveStateInto): mapped here, outside it.
-      std::string sized;
-      ReserveHuge(&sized, size);
-      sized.resize(size);
-      std::memcpy(sized.data(), bytes.data(), bytes.size());
-      bytes.swap(sized);
+      if (bytes.capacity() < size) {
+        std::string sized;
+        ReserveHuge(&sized, size);
+        sized.assign(bytes);
+        bytes.swap(sized);
+      }
+      bytes.resize(size);
     }
     // One dense table's weights and slots: consecutive ranges of its record, in order.
     std::vector<ByteRun> runs;

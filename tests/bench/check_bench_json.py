@@ -13,7 +13,9 @@ REQUIRED = {
     "e2e": ["job", "workers", "cpu_threads", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",
             "wait_ms", "comm_share", "speedup"],
     "checkpoint": ["floats", "optimizer", "mb", "ours_mbps", "raw_mbps", "ratio", "restore_s", "pause_ms",
-                   "pause_share", "push_stall_ms", "trigger_push_ms", "other_push_ms"],
+                   "pause_share", "push_stall_ms", "trigger_push_ms", "other_push_ms",
+                   "whole_trigger_push_ms", "whole_next_push_ms", "whole_other_push_ms",
+                   "whole_copies_on_write"],
 }
 # Figures that must be > 0 (the others may be 0, e.g. wait_ms with one worker).
 POSITIVE = {"ours_gbps", "raw_gbps", "ratio", "sequential_gbps", "sequential_ratio",
@@ -22,7 +24,8 @@ POSITIVE = {"ours_gbps", "raw_gbps", "ratio", "sequential_gbps", "sequential_rat
             "pull_keys_per_s", "push_keys_per_s",
             "pull_gbps", "push_gbps", "memcpy_gbps", "p50_us", "p99_us", "calls_per_s",
             "raw_p50_us", "samples_per_s", "iter_ms", "speedup", "ours_mbps", "raw_mbps",
-            "restore_s", "trigger_push_ms", "other_push_ms"}
+            "restore_s", "trigger_push_ms", "other_push_ms", "whole_trigger_push_ms",
+            "whole_next_push_ms", "whole_other_push_ms"}
 
 
 def main(path):

@@ -17,7 +17,8 @@
 //   e2e         training samples/s of bundled jobs with 1 and 2 workers
 //   checkpoint  checkpoint MB/s and pause vs a raw RocksDB WriteBatch of the same bytes;
 //               the time of a SYNC push that takes a checkpoint's snapshot
-//               (`trigger_push_ms`) against the other pushes (`other_push_ms`)
+//               (`trigger_push_ms`) against the other pushes (`other_push_ms`), with a
+//               small table pushed and with the whole table (`whole_*`)
 // Shards run in this process behind the real gRPC service on 127.0.0.1 (as the raw
 // echo does), so ours and raw share the same two cores. Logs go to stderr.
 #include <algorithm>
@@ -764,54 +765,68 @@ void RunE2e(const Args& given, std::vector<Row>* rows) {
 
 // ---- checkpoint -----------------------------------------------------------------
 
-// The pushes of a SYNC job that checkpoints every few clocks: a job of a dense table
-// of `floats` (which no one pushes) and a small one that one worker pushes every clock.
-// The push that completes a checkpoint's clock takes the snapshot; its own time is
-// what a checkpoint costs that worker (and, in SYNC, every worker waiting for it).
+// The pushes of a SYNC job with a dense table of `floats` that checkpoints every few
+// clocks, one worker pushing every clock: a small table beside it (`whole` false: the
+// push that takes a snapshot then costs the snapshot alone), or the whole table, as
+// dense training does. The push that completes a checkpoint's clock takes the
+// snapshot; the push after it writes blocks the snapshot may still borrow (copying
+// them first), while the checkpoint is written.
 struct TriggerTimes {
   double trigger_ms = 0;  // The longest push that took a snapshot.
+  double next_ms = 0;     // The longest push right after one.
   double other_ms = 0;    // The median of the others.
+  uint64_t copies_on_write = 0;
 };
 
-TriggerTimes TriggeredCheckpointPushes(GrpcPsClient* client, uint64_t floats, bool adam) {
-  constexpr uint32_t kEvery = 10;
+TriggerTimes TriggeredCheckpointPushes(GrpcPsClient* client, uint64_t floats, bool adam,
+                                       bool whole) {
+  const uint32_t every = whole ? 5 : 10;
   constexpr int kCheckpoints = 3;
   const std::string job = "ckpt_sync";
   ShardJobConfig config;
   config.set_job_id(job);
   config.mutable_consistency()->set_mode(SYNC);
   config.set_num_workers(1);
-  config.mutable_checkpoint()->set_interval_clocks(kEvery);
+  config.mutable_checkpoint()->set_interval_clocks(every);
   config.mutable_checkpoint()->set_keep(1);
   if (auto s = client->SetupJob(config, {Table("w", TableSpec::DENSE, floats, 0, adam),
                                          Table("s", TableSpec::DENSE, 256, 0)});
       !s.ok()) {
     Fail("checkpoint sync setup", s.status());
   }
-  std::vector<float> small(256, 1e-3f);
-  DenseRef ref{"s", 0, small.size(), small.data()};
+  const uint64_t n = whole ? floats : 256;
+  std::vector<float> grad(n, 1e-6f);
+  DenseRef ref{whole ? "w" : "s", 0, n, grad.data()};
   TriggerTimes out;
   std::vector<double> others;
-  for (uint64_t clock = 0; clock < kEvery * kCheckpoints; ++clock) {
-    const auto t0 = Clock::now();
-    if (auto s = client->Push(job, 0, clock, {&ref, 1}, {}); !s.ok()) Fail("sync push", s);
-    const double ms = SecondsSince(t0) * 1e3;
-    if ((clock + 1) % kEvery != 0) {
-      others.push_back(ms);
-      continue;
-    }
-    out.trigger_ms = std::max(out.trigger_ms, ms);
-    PS_LOG(INFO) << "checkpoint: " << floats << " floats, the push of clock " << clock
-                 << " took a snapshot in " << ms << " ms";
-    // The write ends before the next checkpoint, as a job of this size would space them.
+  auto wait_for_write = [&](uint64_t clock) {
     for (;;) {
       absl::StatusOr<std::vector<ShardJobStats>> st = client->GetStats(job, false);
       if (!st.ok()) Fail("sync stats", st.status());
-      if ((*st)[0].last_checkpoint_clock >= clock + 1) break;
+      if ((*st)[0].last_checkpoint_clock >= clock) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+  };
+  for (uint64_t clock = 0; clock < every * kCheckpoints + 1; ++clock) {
+    const auto t0 = Clock::now();
+    if (auto s = client->Push(job, 0, clock, {&ref, 1}, {}); !s.ok()) Fail("sync push", s);
+    const double ms = SecondsSince(t0) * 1e3;
+    if ((clock + 1) % every == 0) {
+      out.trigger_ms = std::max(out.trigger_ms, ms);
+    } else if (clock > 0 && clock % every == 0) {
+      out.next_ms = std::max(out.next_ms, ms);
+      // The write ends before the next checkpoint, as a job of this size would space them.
+      wait_for_write(clock);
+    } else {
+      others.push_back(ms);
+    }
+    PS_LOG(INFO) << "checkpoint: " << floats << " floats, " << (whole ? "whole" : "small")
+                 << " push of clock " << clock << ": " << ms << " ms";
   }
   out.other_ms = Quantile(&others, 0.5);
+  absl::StatusOr<std::vector<ShardJobStats>> st = client->GetStats(job, false);
+  if (!st.ok()) Fail("sync stats", st.status());
+  out.copies_on_write = (*st)[0].dense_copies_on_write;
   if (auto s = client->DropJob(job, true); !s.ok()) Fail("drop", s);
   return out;
 }
@@ -840,7 +855,7 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
     uint64_t pause_us = 0;
     double pause_share = 0;
     double stall_ms = 0, base_ms = 0;
-    TriggerTimes trigger;
+    TriggerTimes trigger, whole;
     {
       std::unique_ptr<TestCluster> cluster = TestCluster::Start(1, BenchDir("checkpoint_shard"));
       std::vector<std::unique_ptr<GrpcPsClient>> clients = Clients(cluster->addresses(), 2);
@@ -887,7 +902,8 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
       done.store(true);
       pusher.join();
       if (auto s = clients[0]->DropJob(job, true); !s.ok()) Fail("drop", s);
-      trigger = TriggeredCheckpointPushes(clients[0].get(), floats, adam);
+      trigger = TriggeredCheckpointPushes(clients[0].get(), floats, adam, /*whole=*/false);
+      whole = TriggeredCheckpointPushes(clients[0].get(), floats, adam, /*whole=*/true);
     }
     const CheckpointBenchResult raw =
         RunCheckpointBench(BenchDir("checkpoint_raw"), state_floats, runs);
@@ -907,7 +923,11 @@ void RunCheckpoint(const Args& a, std::vector<Row>* rows) {
         .Set("push_p99_ms", base_ms)
         .Set("push_stall_ms", stall_ms)
         .Set("trigger_push_ms", trigger.trigger_ms)
-        .Set("other_push_ms", trigger.other_ms);
+        .Set("other_push_ms", trigger.other_ms)
+        .Set("whole_trigger_push_ms", whole.trigger_ms)
+        .Set("whole_next_push_ms", whole.next_ms)
+        .Set("whole_other_push_ms", whole.other_ms)
+        .Set("whole_copies_on_write", static_cast<double>(whole.copies_on_write));
     PS_LOG(INFO) << "checkpoint: " << row.ToText();
     rows->push_back(std::move(row));
   }
