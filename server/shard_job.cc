@@ -163,8 +163,10 @@ std::vector<ShardJob::TableInfo> ShardJob::ListTables() const {
 
 absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vector<Parsed>* out,
                                    uint64_t* floats, absl::string_view field) const {
-  out->clear();
-  out->reserve(slices.size());
+  if (out != nullptr) {
+    out->clear();
+    out->reserve(slices.size());
+  }
   *floats = 0;
   uint64_t call_keys = 0;
   for (size_t i = 0; i < slices.size(); ++i) {
@@ -181,20 +183,23 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
         return absl::InvalidArgumentError(absl::StrCat(
             SliceField(field, i, "begin/count"), ": must be 0 for sparse table '", s.table, "'"));
       }
-      auto keys = UnpackKeys(s.keys, SliceField(field, i, "keys"));
-      if (!keys.ok()) return keys.status();
-      if (keys->empty() || keys->size() > kMaxSliceKeys) {
+      absl::StatusOr<uint64_t> n = CountKeys(s.keys, SliceField(field, i, "keys"));
+      if (!n.ok()) return n.status();
+      if (*n == 0 || *n > kMaxSliceKeys) {
         return absl::InvalidArgumentError(absl::StrCat(SliceField(field, i, "keys"),
                                                        ": must hold 1 to ", kMaxSliceKeys,
-                                                       " keys, got ", keys->size()));
+                                                       " keys, got ", *n));
       }
-      call_keys += keys->size();
+      call_keys += *n;
       if (call_keys > limits_.max_keys_per_call) {
         return absl::InvalidArgumentError(absl::StrCat(
             SliceField(field, i, "keys"), ": the call holds more than ", limits_.max_keys_per_call,
             " sparse keys (--max_keys_per_call); split it"));
       }
-      p.keys = *std::move(keys);
+      if (out != nullptr) {  // Checked only: the keys are not copied.
+        p.keys.resize(*n);
+        std::memcpy(p.keys.data(), s.keys.data(), s.keys.size());
+      }
     } else {
       if (!s.keys.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -213,6 +218,7 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
       p.begin = s.begin;
       p.count = s.count;
     }
+    if (out == nullptr) continue;
     *floats += p.floats();
     out->push_back(std::move(p));
   }
@@ -221,10 +227,9 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
 
 absl::Status ShardJob::CheckSlices(absl::Span<const SliceArgs> slices,
                                    absl::string_view field) const {
-  std::vector<Parsed> parsed;
   uint64_t floats = 0;
   ReaderMutexLock lock(&mu_);
-  return ParseSlices(slices, &parsed, &floats, field);
+  return ParseSlices(slices, /*out=*/nullptr, &floats, field);
 }
 
 absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed,

@@ -271,7 +271,8 @@ class ShardJob {
     std::function<void()> wake;
   };
 
-  // Errors name the slices as `field` ("slices[2].table").
+  // Errors name the slices as `field` ("slices[2].table"). With no `out` the slices are
+  // only checked (sparse keys are counted, not copied), and `floats` is not counted.
   absl::Status ParseSlices(absl::Span<const SliceArgs> slices, std::vector<Parsed>* out,
                            uint64_t* floats, absl::string_view field = "slices") const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

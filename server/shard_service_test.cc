@@ -289,6 +289,13 @@ TEST_F(ShardServiceTest, MalformedRequestsGetTheirErrorAndTheShardStillServes) {
     r.mutable_pull_slices(0)->set_begin(1);
     pull_cases.push_back({"PushPull, pull range past the end", r, grpc::StatusCode::OUT_OF_RANGE,
                           "pull_slices[0].begin"});
+    Slice ragged;
+    ragged.set_table("emb");
+    ragged.set_keys("12345");  // Not a multiple of 8 bytes.
+    PushRequest sparse = r;
+    *sparse.mutable_pull_slices(0) = ragged;
+    pull_cases.push_back({"PushPull, ragged pull keys", sparse, grpc::StatusCode::INVALID_ARGUMENT,
+                          "pull_slices[0].keys"});
     r.set_clock(~uint64_t{0});
     r.mutable_pull_slices(0)->set_begin(0);
     pull_cases.push_back({"PushPull of the last clock", r, grpc::StatusCode::INVALID_ARGUMENT,
