@@ -174,9 +174,9 @@ struct GrpcPsClient::PullHalves {
   const Plan* plan = nullptr;
   absl::Span<const DenseRef> dense;
   absl::Span<const SparseRef> sparse;
-  std::vector<size_t> count;
+  std::vector<size_t> count;  // One per shard.
 
-  size_t On(uint32_t shard) const { return shard < count.size() ? count[shard] : 0; }
+  size_t On(uint32_t shard) const { return count[shard]; }
 };
 
 // The RPCs of one client call: issued at once, awaited by the calling thread, retried
@@ -744,7 +744,7 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
   for (uint32_t s = 0; s < shards; ++s) {
     const std::vector<PlanPart>& pull_parts = pull_plan.parts()[s];
     const std::vector<PlanPart>& push_parts = push_plan.parts()[s];
-    paired[s] = pull_parts.size() == push_parts.size() && [&] {
+    paired[s] = !sync && pull_parts.size() == push_parts.size() && [&] {
       for (size_t i = 0; i < pull_parts.size(); ++i) {
         if (!SameDenseRanges(pull_parts[i], pull_dense, push_parts[i], push_dense)) return false;
       }
