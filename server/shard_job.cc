@@ -7,7 +7,6 @@
 #include <cstring>
 #include <memory>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
@@ -32,6 +31,9 @@ struct ShardJob::Parsed {
   uint64_t begin = 0;
   uint64_t count = 0;            // Dense elements.
   std::vector<uint64_t> keys;    // Sparse.
+  // Sparse, a push applied in the lock hold that checked it: the row of each key then
+  // (RowIndex::kNone: none yet), so that applying it looks up no key twice.
+  std::vector<uint64_t> rows;
   uint64_t floats() const { return table->sparse() ? keys.size() * table->width() : count; }
 };
 
@@ -47,6 +49,40 @@ constexpr uint64_t kMaxSliceKeys = uint64_t{1} << 22;
 
 std::string SliceField(absl::string_view field, size_t i, absl::string_view member) {
   return absl::StrCat(field, "[", i, "].", member);
+}
+
+// Applies the rows of a sparse slice whose gradients are values [first, first +
+// keys.size() * dim) of `values`, where they lie in the request's pieces; only a row cut
+// between two pieces is gathered first. `rows` as Table::CountMissing gave them.
+void ApplyRowsWhereTheyLie(Table* table, absl::Span<const uint64_t> keys,
+                           absl::Span<const uint64_t> rows, const PackedFloats& values,
+                           uint64_t first) {
+  const size_t dim = table->width();
+  std::vector<float> cut(dim);
+  size_t in_cut = 0;  // Floats of the cut row gathered so far.
+  values.ForEachFloatRun(first, keys.size() * dim, [&](uint64_t at, const char* bytes, size_t k) {
+    uint64_t i = at - first;  // The slice's float at `bytes`.
+    if (in_cut > 0) {
+      const size_t take = std::min(dim - in_cut, k);
+      std::memcpy(cut.data() + in_cut, bytes, take * sizeof(float));
+      in_cut += take;
+      bytes += take * sizeof(float);
+      k -= take;
+      i += take;
+      if (in_cut < dim) return;
+      const size_t r = i / dim - 1;
+      table->ApplyRowsAt(keys.subspan(r, 1), rows.subspan(r, 1), cut.data());
+      in_cut = 0;
+    }
+    // Here i is a row's first float.
+    if (const size_t whole = k / dim; whole > 0) {
+      table->ApplyRowsAt(keys.subspan(i / dim, whole), rows.subspan(i / dim, whole), bytes);
+      bytes += whole * dim * sizeof(float);
+      k -= whole * dim;
+    }
+    std::memcpy(cut.data(), bytes, k * sizeof(float));
+    in_cut = k;
+  });
 }
 
 }  // namespace
@@ -416,6 +452,23 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       });
       continue;
     }
+    // Sparse: the rows of the keys, as the check found them or looked up now.
+    std::vector<uint64_t> found;
+    const std::vector<uint64_t>* rows = &p.rows;
+    bool repeats = false;
+    if (p.table->sparse()) {
+      if (rows->size() != p.keys.size()) {
+        p.table->CountMissing(p.keys, &found);
+        rows = &found;
+      }
+      // Repeated keys within a slice add up before the step. Most slices have none (a
+      // worker sends each row once): those apply where they lie, as dense ones.
+      repeats = p.table->RepeatsKey(p.keys, *rows);
+      if (!repeats && !config_.zero_nonfinite) {
+        ApplyRowsWhereTheyLie(p.table, p.keys, *rows, values, first);
+        continue;
+      }
+    }
     if (n > copied_size) {
       copied.reset(new float[n]);
       copied_size = n;
@@ -431,20 +484,9 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       p.table->ApplyDense(p.begin, grad.data(), grad.size());
       continue;
     }
-    // Duplicate keys within a slice add up before the step. Most slices have none
-    // (a worker sends each row once): those apply as they came.
     const uint32_t dim = p.table->width();
-    absl::flat_hash_set<uint64_t> seen;
-    seen.reserve(p.keys.size());
-    bool duplicates = false;
-    for (uint64_t key : p.keys) {
-      if (!seen.insert(key).second) {
-        duplicates = true;
-        break;
-      }
-    }
-    if (!duplicates) {
-      p.table->ApplyRows(p.keys, grad);
+    if (!repeats) {
+      p.table->ApplyRowsAt(p.keys, *rows, grad.data());
       continue;
     }
     absl::flat_hash_map<uint64_t, size_t> pos;
@@ -597,9 +639,13 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       result.clock = SnapshotClockLocked();
       return result;
     }
+    // SYNC applies the part later, when other parts may have added rows.
+    const bool apply_now = config_.mode != ConsistencyMode::kSync;
     uint64_t new_bytes = 0;
-    for (const Parsed& p : parsed) {
-      if (p.table->sparse()) new_bytes += p.table->CountMissing(p.keys) * p.table->RowBytes();
+    for (Parsed& p : parsed) {
+      if (!p.table->sparse()) continue;
+      new_bytes +=
+          p.table->CountMissing(p.keys, apply_now ? &p.rows : nullptr) * p.table->RowBytes();
     }
     if (config_.mode == ConsistencyMode::kSync && args.clock != applied_clock_) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -77,8 +77,10 @@ struct Push {
 };
 
 // Sends `p`; with `bf16`, its gradients go as bfloat16, cut into pieces of 3 bytes (so
-// that values straddle pieces, as in received slices).
-absl::StatusOr<PushResult> Send(ShardJob* job, const Push& p, bool bf16 = false) {
+// that values straddle pieces, as in received slices); with `piece_bytes`, float32 or
+// bfloat16 cut into pieces of that many.
+absl::StatusOr<PushResult> Send(ShardJob* job, const Push& p, bool bf16 = false,
+                                size_t piece_bytes = 0) {
   const std::string keys = PackKeys(p.keys);
   std::string values;
   if (bf16) {
@@ -92,12 +94,14 @@ absl::StatusOr<PushResult> Send(ShardJob* job, const Push& p, bool bf16 = false)
   a.part = p.part;
   a.num_parts = p.num_parts;
   a.slices.push_back(SliceArgs{p.table, p.begin, p.count, keys});
-  if (bf16) {
+  if (bf16 || piece_bytes > 0) {
+    const size_t cut = piece_bytes > 0 ? piece_bytes : 3;
     std::vector<absl::string_view> pieces;
-    for (size_t at = 0; at < values.size(); at += 3) {
-      pieces.push_back(absl::string_view(values).substr(at, 3));
+    for (size_t at = 0; at < values.size(); at += cut) {
+      pieces.push_back(absl::string_view(values).substr(at, cut));
     }
-    a.values = PackedFloats(std::move(pieces), ValueEncoding::kBf16);
+    a.values =
+        PackedFloats(std::move(pieces), bf16 ? ValueEncoding::kBf16 : ValueEncoding::kFloat32);
   } else {
     a.values = PackedFloats(values);
   }
@@ -561,6 +565,77 @@ TEST(ShardJobSparseTest, RowsAreDeterministicAndNoWaitPullsCreateNone) {
   EXPECT_EQ(o2, peek);                              // Peeked values are the initial ones.
   EXPECT_NE(o1.substr(0, 16), o1.substr(16, 16));
   EXPECT_EQ(a.job->Counters(false).sparse_rows, 2u);
+}
+
+// An ASYNC push applies its rows at once, at the rows its check found: a key that
+// comes twice (with a row, or created by this push) is one step with the sum of its
+// gradients, as the same push with the sums in one row each.
+TEST(ShardJobSparseTest, RepeatedKeysOfAnAsyncPushAddUpBeforeTheStep) {
+  Fixture repeated(Config(ConsistencyMode::kAsync, 1));
+  Fixture summed(Config(ConsistencyMode::kAsync, 1));
+  for (Fixture* f : {&repeated, &summed}) {
+    ASSERT_TRUE(f->job->CreateTable(Sparse("emb", 2, OptimizerKind::kAdam)).ok());
+    // Key 7 gets a row; 3 and 11 have none before the push below.
+    ASSERT_TRUE(Send(f->job.get(), Push{0, 0, 0, 1, "emb", 0, 0, {7}, {0.5f, 0.5f}}).ok());
+  }
+  ASSERT_TRUE(Send(repeated.job.get(),
+                   Push{0, 1, 0, 1, "emb", 0, 0, {7, 3, 11, 7, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}})
+                  .ok());
+  ASSERT_TRUE(
+      Send(summed.job.get(), Push{0, 1, 0, 1, "emb", 0, 0, {7, 3, 11}, {8, 10, 12, 14, 5, 6}})
+          .ok());
+  const std::string keys = PackKeys({7, 3, 11});
+  SliceArgs s{"emb", 0, 0, keys};
+  std::string a, b;
+  uint64_t applied = 0, ticket = 0;
+  ASSERT_TRUE(repeated.job->TryPull(0, 2, {&s, 1}, true, &a, &applied, nullptr, &ticket).ok());
+  ASSERT_TRUE(summed.job->TryPull(0, 2, {&s, 1}, true, &b, &applied, nullptr, &ticket).ok());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(repeated.job->Counters(false).sparse_rows, 3u);
+  // And a push with no repeat right after one with them: no mark was left behind.
+  // Its gradients are applied where they lie: in pieces of 5 and 7 bytes, which cut
+  // rows and floats.
+  ASSERT_TRUE(Send(repeated.job.get(), Push{0, 2, 0, 1, "emb", 0, 0, {11, 7}, {1, 1, 2, 2}},
+                   /*bf16=*/false, /*piece_bytes=*/5)
+                  .ok());
+  ASSERT_TRUE(Send(summed.job.get(), Push{0, 2, 0, 1, "emb", 0, 0, {11, 7}, {1, 1, 2, 2}},
+                   /*bf16=*/false, /*piece_bytes=*/7)
+                  .ok());
+  a.clear();
+  b.clear();
+  ASSERT_TRUE(repeated.job->TryPull(0, 3, {&s, 1}, true, &a, &applied, nullptr, &ticket).ok());
+  ASSERT_TRUE(summed.job->TryPull(0, 3, {&s, 1}, true, &b, &applied, nullptr, &ticket).ok());
+  EXPECT_EQ(a, b);
+}
+
+// Sparse gradients are applied where they lie in the received pieces: pieces that cut
+// rows (and floats) anywhere give the values of one whole piece, float32 or bfloat16.
+TEST(ShardJobSparseTest, RowsCutBetweenPiecesApplyAsOneWholePiece) {
+  std::vector<uint64_t> keys(300);
+  std::vector<float> grads(keys.size() * 3);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = i * 7919 + 3;
+  for (size_t i = 0; i < grads.size(); ++i) grads[i] = 0.01f * static_cast<float>(i % 97) - 0.4f;
+  for (bool bf16 : {false, true}) {
+    std::string want;
+    for (size_t piece : {size_t{0}, size_t{1}, size_t{5}, size_t{12}, size_t{4096}}) {
+      Fixture f(Config(ConsistencyMode::kAsync, 1));
+      ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 3, OptimizerKind::kAdam)).ok());
+      for (uint64_t clock = 0; clock < 2; ++clock) {  // Rows made, then rows found.
+        ASSERT_TRUE(
+            Send(f.job.get(), Push{0, clock, 0, 1, "emb", 0, 0, keys, grads}, bf16, piece).ok());
+      }
+      const std::string packed = PackKeys(keys);
+      SliceArgs s{"emb", 0, 0, packed};
+      std::string got;
+      uint64_t applied = 0, ticket = 0;
+      ASSERT_TRUE(f.job->TryPull(0, 2, {&s, 1}, true, &got, &applied, nullptr, &ticket).ok());
+      if (want.empty()) {
+        want = got;
+      } else {
+        EXPECT_EQ(got, want) << "pieces of " << piece << " bytes, bf16 " << bf16;
+      }
+    }
+  }
 }
 
 TEST(ShardJobCheckpointTest, RestoreBringsBackWeightsSlotsAndTheRecord) {

@@ -73,8 +73,13 @@ class Table {
   // Dense: writes that had to copy a lent block (of weights or slots) first.
   uint64_t copies_on_write() const;
 
-  // Sparse: number of distinct keys in `keys` without a row yet.
-  uint64_t CountMissing(absl::Span<const uint64_t> keys) const;
+  // Sparse: number of distinct keys in `keys` without a row yet. With `rows`, also the
+  // row of each key (RowIndex::kNone: none yet), for ApplyRowsAt under the same lock.
+  uint64_t CountMissing(absl::Span<const uint64_t> keys,
+                        std::vector<uint64_t>* rows = nullptr) const;
+  // Sparse: whether a key comes twice in `keys`, whose rows CountMissing gave. Not
+  // const: it marks rows in a scratch bitmap (and clears them again).
+  bool RepeatsKey(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows);
   // Sparse: creates the rows of missing keys.
   void CreateRows(absl::Span<const uint64_t> keys);
   // Sparse: appends the rows of `keys` to `out`; missing rows read as their initial
@@ -92,6 +97,12 @@ class Table {
   // Sparse: one step of the rows of `keys` (distinct; created if missing) with
   // `grad` = keys.size() * dim floats.
   void ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad);
+  // Sparse: as ApplyRows, with `rows` as CountMissing gave them since the last change of
+  // the table's rows (a kNone row is looked up again, and created when missing).
+  // `grad`: keys.size() * dim packed float32 at any alignment (a received message's
+  // bytes, applied where they lie).
+  void ApplyRowsAt(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows,
+                   const void* grad);
 
   // The state as bytes: weights, slots and step in a canonical order (sparse rows by
   // ascending key), and the reverse. LoadState replaces everything; DATA_LOSS when the
@@ -131,6 +142,7 @@ class Table {
   std::vector<std::vector<float>> slots_;
   std::vector<uint64_t> keys_;                     // Sparse: key of each row.
   RowIndex index_;                                 // Sparse: key -> row.
+  std::vector<uint64_t> marks_;  // Sparse: RepeatsKey's bitmap, a bit per row, all clear.
 };
 
 }  // namespace ps

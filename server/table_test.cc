@@ -59,6 +59,84 @@ TEST(TableTest, TryReadRowsWithAMissingKeyLeavesOutAsItWas) {
   EXPECT_EQ(t.num_rows(), 600u);
 }
 
+// A push's check finds the rows of its keys, and the apply uses them: with Adam's
+// slots, with keys that have no row yet (created by the apply, or by an earlier apply
+// after the rows were found), the same values as ApplyRows, which looks each key up.
+TEST(TableTest, ApplyRowsAtTheFoundRowsEqualsApplyRows) {
+  TableConfig c = Sparse(6);
+  c.optimizer.kind = OptimizerKind::kAdam;
+  Table looked_up(c, 3, 0, 0);
+  Table found(c, 3, 0, 0);
+  std::mt19937_64 rng(7);
+  std::vector<uint64_t> old_keys(500);
+  for (uint64_t& k : old_keys) k = rng();
+  looked_up.CreateRows(old_keys);
+  found.CreateRows(old_keys);
+  // 300 rows that exist and 200 that do not, shuffled.
+  std::vector<uint64_t> keys(old_keys.begin(), old_keys.begin() + 300);
+  for (int i = 0; i < 200; ++i) keys.push_back(rng());
+  std::shuffle(keys.begin(), keys.end(), rng);
+  std::vector<float> grad(keys.size() * 6);
+  for (float& g : grad) g = static_cast<float>(rng() % 1000) / 1000.0f - 0.5f;
+  std::vector<uint64_t> rows;
+  ASSERT_EQ(found.CountMissing(keys, &rows), 200u);
+  ASSERT_EQ(rows.size(), keys.size());
+  // Another push creates 50 of the missing rows between the lookup and the apply.
+  std::vector<uint64_t> first;
+  for (size_t i = 0; i < keys.size() && first.size() < 50; ++i) {
+    if (rows[i] == RowIndex::kNone) first.push_back(keys[i]);
+  }
+  const std::vector<float> first_grad(first.size() * 6, 0.125f);
+  for (Table* t : {&looked_up, &found}) {
+    t->BeginStep();
+    t->ApplyRows(first, first_grad);
+    t->BeginStep();
+  }
+  looked_up.ApplyRows(keys, grad);
+  found.ApplyRowsAt(keys, rows, grad.data());
+  EXPECT_EQ(found.num_rows(), 700u);
+  EXPECT_EQ(looked_up.num_rows(), 700u);
+  std::string a;
+  std::string b;
+  looked_up.ReadRows(keys, &a);
+  found.ReadRows(keys, &b);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(looked_up.SaveState(), found.SaveState());  // Slots and step too.
+}
+
+// Repeats of keys with rows (found by their rows, marked in a bitmap) and of keys
+// without, wherever they lie; a call leaves no mark for the next one.
+TEST(TableTest, RepeatsKeyFindsEveryRepeatAndLeavesNoMark) {
+  Table t(Sparse(2), 3, 0, 0);
+  std::vector<uint64_t> keys(1000);
+  for (uint64_t i = 0; i < keys.size(); ++i) keys[i] = i * 104729 + 1;
+  t.CreateRows(keys);
+  std::vector<uint64_t> rows;
+  t.CountMissing(keys, &rows);
+  EXPECT_FALSE(t.RepeatsKey(keys, rows));
+  EXPECT_FALSE(t.RepeatsKey(keys, rows));  // The first call's marks are gone.
+  std::vector<uint64_t> repeated = keys;
+  repeated.push_back(keys[3]);  // Far from its first place, in another bitmap word.
+  t.CountMissing(repeated, &rows);
+  EXPECT_TRUE(t.RepeatsKey(repeated, rows));
+  t.CountMissing(keys, &rows);
+  EXPECT_FALSE(t.RepeatsKey(keys, rows));      // The early return cleared its marks too.
+  std::vector<uint64_t> fresh = {5, 6, 7, 5};  // No rows: repeated as keys.
+  t.CountMissing(fresh, &rows);
+  EXPECT_TRUE(t.RepeatsKey(fresh, rows));
+  fresh.pop_back();
+  EXPECT_FALSE(t.RepeatsKey(fresh, rows));
+  // Rows added after the bitmap was sized are marked too.
+  std::vector<uint64_t> more(5000);
+  for (uint64_t i = 0; i < more.size(); ++i) more[i] = (i + 2000) * 104729 + 1;
+  t.CreateRows(more);
+  more.push_back(more[4500]);
+  t.CountMissing(more, &rows);
+  EXPECT_TRUE(t.RepeatsKey(more, rows));
+  more.pop_back();
+  EXPECT_FALSE(t.RepeatsKey(more, {rows.data(), more.size()}));
+}
+
 TEST(TableTest, RowBytesCountsTheKeyAndIndexEntries) {
   TableConfig c = Sparse(16);
   c.optimizer.kind = OptimizerKind::kAdam;
