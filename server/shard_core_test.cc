@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "common/packing.h"
 #include "gtest/gtest.h"
 #include "server/convert.h"
@@ -89,6 +90,39 @@ TEST(ShardCoreTest, CheckpointsTakenByPushesHoldTheStateOfTheirClock) {
   core->Drain();
   ASSERT_EQ(core->ListCheckpoints("j")->size(), 30u);
   for (uint64_t clock = 30; clock >= 1; --clock) {  // A restore drops newer checkpoints.
+    ASSERT_TRUE(core->Restore("j", clock).ok()) << clock;
+    EXPECT_EQ((*core->FindJob("j"))->Counters(true).digest, digests[clock]) << clock;
+  }
+}
+
+// While the writer is busy (here: held in its callback after the first checkpoint),
+// a push that takes a checkpoint copies the borrowed state itself before it returns,
+// so the pushes after it write blocks no snapshot holds: none is copied on write.
+TEST(ShardCoreTest, CheckpointsTakenWhileTheWriterIsBusyAreCopiedByThePush) {
+  absl::Notification writing_first;
+  absl::Notification release;
+  ShardCore::Options o = Options("busy_writer");
+  o.on_checkpoint = [&](const CheckpointInfo& info) {
+    if (info.clock != 1) return;
+    writing_first.Notify();
+    release.WaitForNotification();
+  };
+  std::unique_ptr<ShardCore> core = *ShardCore::Open(o);
+  ASSERT_TRUE(AddJob(core.get(), SYNC, 1, 0, 0, /*keep=*/100).ok());
+  std::shared_ptr<ShardJob> job = *core->FindJob("j");
+  std::vector<uint64_t> digests = {job->Counters(true).digest};
+  PushOnce(core.get(), 0);  // The idle writer takes clock 1's snapshot, then waits.
+  digests.push_back(job->Counters(true).digest);
+  writing_first.WaitForNotification();
+  for (uint64_t c = 1; c < 10; ++c) {
+    PushOnce(core.get(), c);
+    digests.push_back(job->Counters(true).digest);
+  }
+  EXPECT_EQ(job->Counters(false).dense_copies_on_write, 0u);
+  release.Notify();
+  core->Drain();
+  ASSERT_EQ(core->ListCheckpoints("j")->size(), 10u);
+  for (uint64_t clock = 10; clock >= 1; --clock) {
     ASSERT_TRUE(core->Restore("j", clock).ok()) << clock;
     EXPECT_EQ((*core->FindJob("j"))->Counters(true).digest, digests[clock]) << clock;
   }
