@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/notification.h"
 #include "common/packing.h"
 #include "gtest/gtest.h"
@@ -108,18 +109,20 @@ TEST(ShardCoreTest, CheckpointsTakenWhileTheWriterIsBusyAreCopiedByThePush) {
     release.WaitForNotification();
   };
   std::unique_ptr<ShardCore> core = *ShardCore::Open(o);
+  // Whatever fails below, the writer is let go before the core joins it.
+  absl::Cleanup let_go = [&] { release.Notify(); };
   ASSERT_TRUE(AddJob(core.get(), SYNC, 1, 0, 0, /*keep=*/100).ok());
   std::shared_ptr<ShardJob> job = *core->FindJob("j");
   std::vector<uint64_t> digests = {job->Counters(true).digest};
   PushOnce(core.get(), 0);  // The idle writer takes clock 1's snapshot, then waits.
   digests.push_back(job->Counters(true).digest);
-  writing_first.WaitForNotification();
+  ASSERT_TRUE(writing_first.WaitForNotificationWithTimeout(absl::Seconds(60)));
   for (uint64_t c = 1; c < 10; ++c) {
     PushOnce(core.get(), c);
     digests.push_back(job->Counters(true).digest);
   }
   EXPECT_EQ(job->Counters(false).dense_copies_on_write, 0u);
-  release.Notify();
+  std::move(let_go).Invoke();
   core->Drain();
   ASSERT_EQ(core->ListCheckpoints("j")->size(), 10u);
   for (uint64_t clock = 10; clock >= 1; --clock) {

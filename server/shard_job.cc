@@ -269,18 +269,17 @@ absl::Status ShardJob::CheckSlices(absl::Span<const SliceArgs> slices,
 }
 
 absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed,
+                                           absl::Span<const uint64_t> missing,
                                            absl::string_view field) const {
   // Missing rows per table, over every slice of the call (a table may come twice).
   std::vector<std::pair<const Table*, uint64_t>> added;
   for (size_t i = 0; i < parsed.size(); ++i) {
     const Parsed& p = parsed[i];
-    if (!p.table->sparse()) continue;
-    const uint64_t missing = p.table->CountMissing(p.keys);
-    if (missing == 0) continue;
+    if (missing[i] == 0) continue;
     auto it = std::find_if(added.begin(), added.end(),
                            [&](const auto& a) { return a.first == p.table; });
     if (it == added.end()) it = added.insert(added.end(), {p.table, 0});
-    it->second += missing;
+    it->second += missing[i];
     if (p.table->num_rows() + it->second > limits_.max_sparse_rows_per_table) {
       return absl::ResourceExhaustedError(absl::StrCat(
           SliceField(field, i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
@@ -382,12 +381,16 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
     waiters_.emplace(*ticket, Waiter{rank, clock, std::move(wake)});
     return false;
   }
+  std::vector<uint64_t> missing(parsed.size(), 0);
   uint64_t new_bytes = 0;
-  for (const Parsed& p : parsed) {
-    if (p.table->sparse()) new_bytes += p.table->CountMissing(p.keys) * p.table->RowBytes();
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const Parsed& p = parsed[i];
+    if (!p.table->sparse()) continue;
+    missing[i] = p.table->CountMissing(p.keys);
+    new_bytes += missing[i] * p.table->RowBytes();
   }
   if (new_bytes > 0) {
-    if (absl::Status s = CheckRowLimitLocked(parsed, field); !s.ok()) return s;
+    if (absl::Status s = CheckRowLimitLocked(parsed, missing, field); !s.ok()) return s;
     if (!budget_->TryReserve(new_bytes)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           field, ": creating the missing sparse rows needs ", new_bytes,
@@ -458,7 +461,7 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
     bool repeats = false;
     if (p.table->sparse()) {
       if (rows->size() != p.keys.size()) {
-        p.table->CountMissing(p.keys, &found);
+        p.table->FindRows(p.keys, &found);
         rows = &found;
       }
       // Repeated keys within a slice add up before the step. Most slices have none (a
@@ -641,11 +644,13 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
     }
     // SYNC applies the part later, when other parts may have added rows.
     const bool apply_now = config_.mode != ConsistencyMode::kSync;
+    std::vector<uint64_t> missing(parsed.size(), 0);
     uint64_t new_bytes = 0;
-    for (Parsed& p : parsed) {
+    for (size_t i = 0; i < parsed.size(); ++i) {
+      Parsed& p = parsed[i];
       if (!p.table->sparse()) continue;
-      new_bytes +=
-          p.table->CountMissing(p.keys, apply_now ? &p.rows : nullptr) * p.table->RowBytes();
+      missing[i] = p.table->CountMissing(p.keys, apply_now ? &p.rows : nullptr);
+      new_bytes += missing[i] * p.table->RowBytes();
     }
     if (config_.mode == ConsistencyMode::kSync && args.clock != applied_clock_) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -653,7 +658,7 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
           " (SYNC applies clocks in order; pull clock ", args.clock, " first)"));
     }
     if (new_bytes > 0) {
-      if (absl::Status s = CheckRowLimitLocked(parsed, "slices"); !s.ok()) return s;
+      if (absl::Status s = CheckRowLimitLocked(parsed, missing, "slices"); !s.ok()) return s;
       if (!budget_->TryReserve(new_bytes)) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "slices: the new sparse rows need ", new_bytes,

@@ -287,11 +287,12 @@ class ShardJob {
   // copied.
   JobSnapshot SnapshotLocked() ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status CreateTableLocked(TableConfig config) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // RESOURCE_EXHAUSTED naming the slice when the missing rows of `parsed` would put a
-  // sparse table past limits_.max_sparse_rows_per_table.
+  // RESOURCE_EXHAUSTED naming the slice when the missing rows of `parsed` (`missing[i]`
+  // distinct keys of slice i, Table::CountMissing) would put a sparse table past
+  // limits_.max_sparse_rows_per_table.
   absl::Status CheckRowLimitLocked(const std::vector<Parsed>& parsed,
-                                   absl::string_view field) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+                                   absl::Span<const uint64_t> missing,
+                                   absl::string_view field) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t MemoryLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Makes the reservation equal the tables' memory (after drops, resets, restores).
   void SettleMemoryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -31,6 +31,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PrefetchAhead(const RowIndex& index,
   if (i + kAhead < keys.size()) index.Prefetch(keys[i + kAhead]);
 }
 
+// Calls f(i, row of keys[i] or RowIndex::kNone) for each key in order, prefetching.
+template <typename F>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ForEachFoundRow(const RowIndex& index,
+                                                         absl::Span<const uint64_t> keys, F&& f) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    PrefetchAhead(index, keys, i);
+    f(i, index.Find(keys[i]));
+  }
+}
+
 // Rows are prefetched this many ahead of the one copied or updated.
 constexpr size_t kRowsAhead = 8;
 
@@ -133,13 +143,16 @@ uint64_t Table::CountMissing(absl::Span<const uint64_t> keys, std::vector<uint64
   absl::flat_hash_set<uint64_t> seen;
   uint64_t missing = 0;
   if (rows != nullptr) rows->resize(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    PrefetchAhead(index_, keys, i);
-    const uint64_t row = index_.Find(keys[i]);
+  ForEachFoundRow(index_, keys, [&](size_t i, uint64_t row) {
     if (rows != nullptr) (*rows)[i] = row;
     if (row == RowIndex::kNone && seen.insert(keys[i]).second) ++missing;
-  }
+  });
   return missing;
+}
+
+void Table::FindRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* rows) const {
+  rows->resize(keys.size());
+  ForEachFoundRow(index_, keys, [rows](size_t i, uint64_t row) { (*rows)[i] = row; });
 }
 
 bool Table::RepeatsKey(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows) {
@@ -242,7 +255,7 @@ void Table::ApplyDense(uint64_t begin, const void* grad, size_t n) {
 
 void Table::ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad) {
   std::vector<uint64_t> rows;
-  CountMissing(keys, &rows);
+  FindRows(keys, &rows);
   ApplyRowsAt(keys, rows, grad.data());
 }
 
@@ -251,9 +264,12 @@ void Table::ApplyRowsAt(absl::Span<const uint64_t> keys, absl::Span<const uint64
   const uint32_t dim = config_.dim;
   const size_t row_bytes = size_t{dim} * sizeof(float);
   // The rows are known: their weights (and slots) are fetched a few rows ahead of the
-  // step that reads and writes them.
+  // step that reads and writes them; for a row to create, the index entry.
   auto prefetch = [&](size_t i) {
-    if (rows[i] == RowIndex::kNone) return;
+    if (rows[i] == RowIndex::kNone) {
+      index_.Prefetch(keys[i]);
+      return;
+    }
     PrefetchBytes(weights_.data() + rows[i] * dim, row_bytes);
     for (int s = 0; s < num_slots_; ++s) PrefetchBytes(slots_[s].data() + rows[i] * dim, row_bytes);
   };

@@ -77,8 +77,10 @@ class Table {
   // row of each key (RowIndex::kNone: none yet), for ApplyRowsAt under the same lock.
   uint64_t CountMissing(absl::Span<const uint64_t> keys,
                         std::vector<uint64_t>* rows = nullptr) const;
-  // Sparse: whether a key comes twice in `keys`, whose rows CountMissing gave. Not
-  // const: it marks rows in a scratch bitmap (and clears them again).
+  // Sparse: the row of each key (RowIndex::kNone: none yet), without counting.
+  void FindRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* rows) const;
+  // Sparse: whether a key comes twice in `keys`, whose rows CountMissing or FindRows
+  // gave. Not const: it marks rows in a scratch bitmap (and clears them again).
   bool RepeatsKey(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows);
   // Sparse: creates the rows of missing keys.
   void CreateRows(absl::Span<const uint64_t> keys);
@@ -97,8 +99,9 @@ class Table {
   // Sparse: one step of the rows of `keys` (distinct; created if missing) with
   // `grad` = keys.size() * dim floats.
   void ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad);
-  // Sparse: as ApplyRows, with `rows` as CountMissing gave them since the last change of
-  // the table's rows (a kNone row is looked up again, and created when missing).
+  // Sparse: as ApplyRows, with `rows` as CountMissing or FindRows gave them in the same
+  // hold of the owner's exclusive lock (a kNone row is looked up again, and created
+  // when missing).
   // `grad`: keys.size() * dim packed float32 at any alignment (a received message's
   // bytes, applied where they lie).
   void ApplyRowsAt(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows,
@@ -142,7 +145,9 @@ class Table {
   std::vector<std::vector<float>> slots_;
   std::vector<uint64_t> keys_;                     // Sparse: key of each row.
   RowIndex index_;                                 // Sparse: key -> row.
-  std::vector<uint64_t> marks_;  // Sparse: RepeatsKey's bitmap, a bit per row, all clear.
+  // Sparse: RepeatsKey's bitmap, a bit per row, all clear between calls. Not in
+  // MemoryBytes: 1 bit against RowBytes() (at least 8 + 32 + 4 bytes) per row.
+  std::vector<uint64_t> marks_;
 };
 
 }  // namespace ps
