@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 
 #include "absl/strings/match.h"
@@ -83,6 +84,99 @@ void ApplyRowsWhereTheyLie(Table* table, absl::Span<const uint64_t> keys,
     std::memcpy(cut.data(), bytes, k * sizeof(float));
     in_cut = k;
   });
+}
+
+// A sparse slice's share of a step: its keys, their rows as Table::CountMissing or
+// FindRows gave them in this hold of the job's lock, and where its gradients lie.
+struct RowGrads {
+  absl::Span<const uint64_t> keys;
+  absl::Span<const uint64_t> rows;
+  const PackedFloats* values;
+  uint64_t first;  // Its first value in `values`.
+};
+
+// How a step takes a sparse table's gradients.
+struct RowStep {
+  bool zero_nonfinite = false;  // Non-finite gradients count as 0.
+  // A SYNC clock's mean over `mean_of` workers: each key's sum starts from 0 and is
+  // divided by it. 0: one push's gradients, as they are.
+  float mean_of = 0;
+};
+
+// One optimizer step of `table` (begun by the caller) with the gradients of `slices`,
+// in order. A key that comes more than once takes the sum of its gradients, added in
+// order at its first place. Without repeats, mean or policy, the gradients are applied
+// where they lie.
+void ApplyRowGrads(Table* table, absl::Span<const RowGrads> slices, RowStep how) {
+  absl::Span<const uint64_t> keys = slices[0].keys;
+  absl::Span<const uint64_t> rows = slices[0].rows;
+  std::vector<uint64_t> joined_keys;
+  std::vector<uint64_t> joined_rows;
+  if (slices.size() > 1) {
+    for (const RowGrads& s : slices) {
+      joined_keys.insert(joined_keys.end(), s.keys.begin(), s.keys.end());
+      joined_rows.insert(joined_rows.end(), s.rows.begin(), s.rows.end());
+    }
+    keys = joined_keys;
+    rows = joined_rows;
+  }
+  std::vector<uint32_t> first;
+  const bool repeats = table->FirstOccurrences(keys, rows, &first);
+  if (!repeats && !how.zero_nonfinite && how.mean_of == 0) {
+    for (const RowGrads& s : slices) {
+      ApplyRowsWhereTheyLie(table, s.keys, s.rows, *s.values, s.first);
+    }
+    return;
+  }
+  // Each key's place among the sums: first occurrences in order.
+  std::vector<uint32_t> place(keys.size());
+  std::vector<uint64_t> sum_keys;
+  std::vector<uint64_t> sum_rows;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (first[i] != i) {
+      place[i] = place[first[i]];
+      continue;
+    }
+    place[i] = static_cast<uint32_t>(sum_keys.size());
+    sum_keys.push_back(keys[i]);
+    sum_rows.push_back(rows[i]);
+  }
+  const size_t dim = table->width();
+  // Never zero-filled: a key's first occurrence writes its values.
+  std::unique_ptr<float[]> sums(new float[sum_keys.size() * dim]);
+  size_t i = 0;  // The key whose value comes next, over all slices.
+  size_t j = 0;  // Its value.
+  const bool zero = how.zero_nonfinite;
+  auto add = [&](uint64_t, const char* bytes, size_t k) {
+    while (k > 0) {  // The run's values of key i, in one go.
+      const size_t n = std::min(k, dim - j);
+      float* const sum = sums.get() + size_t{place[i]} * dim + j;
+      auto at = [bytes, zero](size_t t) {
+        float g;
+        std::memcpy(&g, bytes + t * sizeof(float), sizeof(float));
+        return zero && !std::isfinite(g) ? 0.0f : g;
+      };
+      if (first[i] != i) {
+        for (size_t t = 0; t < n; ++t) sum[t] += at(t);
+      } else if (how.mean_of > 0) {
+        for (size_t t = 0; t < n; ++t) sum[t] = 0.0f + at(t);  // A mean's sum starts at 0.
+      } else {
+        for (size_t t = 0; t < n; ++t) sum[t] = at(t);
+      }
+      bytes += n * sizeof(float);
+      k -= n;
+      j += n;
+      if (j == dim) {
+        j = 0;
+        ++i;
+      }
+    }
+  };
+  for (const RowGrads& s : slices) s.values->ForEachFloatRun(s.first, s.keys.size() * dim, add);
+  if (how.mean_of > 0) {
+    for (size_t v = 0; v < sum_keys.size() * dim; ++v) sums[v] /= how.mean_of;
+  }
+  table->ApplyRowsAt(sum_keys, sum_rows, sums.get());
 }
 
 }  // namespace
@@ -435,9 +529,8 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
   // One optimizer step per table touched by this part; a table's slices apply in order.
   std::vector<Table*> stepped;
   uint64_t offset = 0;
-  // Gradients copied out of the request, for the slices that are not applied where
-  // they lie; one buffer for the part, never zero-filled (CopyTo writes every value):
-  // a sparse part's gradients are megabytes, and a fill was one more pass over them.
+  // Dense gradients copied out of the request to zero the non-finite ones; one buffer
+  // for the part, never zero-filled (CopyTo writes every value).
   std::unique_ptr<float[]> copied;
   uint64_t copied_size = 0;
   for (const Parsed& p : slices) {
@@ -455,22 +548,17 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       });
       continue;
     }
-    // Sparse: the rows of the keys, as the check found them or looked up now.
-    std::vector<uint64_t> found;
-    const std::vector<uint64_t>* rows = &p.rows;
-    bool repeats = false;
     if (p.table->sparse()) {
+      // The rows of the keys, as the check found them or looked up now.
+      std::vector<uint64_t> found;
+      const std::vector<uint64_t>* rows = &p.rows;
       if (rows->size() != p.keys.size()) {
         p.table->FindRows(p.keys, &found);
         rows = &found;
       }
-      // Repeated keys within a slice add up before the step. Most slices have none (a
-      // worker sends each row once): those apply where they lie, as dense ones.
-      repeats = p.table->RepeatsKey(p.keys, *rows);
-      if (!repeats && !config_.zero_nonfinite) {
-        ApplyRowsWhereTheyLie(p.table, p.keys, *rows, values, first);
-        continue;
-      }
+      const RowGrads grads{p.keys, *rows, &values, first};
+      ApplyRowGrads(p.table, {&grads, 1}, RowStep{config_.zero_nonfinite, 0});
+      continue;
     }
     if (n > copied_size) {
       copied.reset(new float[n]);
@@ -478,34 +566,10 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
     }
     const absl::Span<float> grad(copied.get(), n);
     values.CopyTo(first, grad);
-    if (config_.zero_nonfinite) {
-      for (float& g : grad) {
-        if (!std::isfinite(g)) g = 0.0f;
-      }
+    for (float& g : grad) {
+      if (!std::isfinite(g)) g = 0.0f;
     }
-    if (!p.table->sparse()) {
-      p.table->ApplyDense(p.begin, grad.data(), grad.size());
-      continue;
-    }
-    const uint32_t dim = p.table->width();
-    if (!repeats) {
-      p.table->ApplyRowsAt(p.keys, *rows, grad.data());
-      continue;
-    }
-    absl::flat_hash_map<uint64_t, size_t> pos;
-    pos.reserve(p.keys.size());
-    std::vector<uint64_t> keys;
-    std::vector<float> sum;
-    for (size_t i = 0; i < p.keys.size(); ++i) {
-      auto [it, fresh] = pos.emplace(p.keys[i], keys.size());
-      if (fresh) {
-        keys.push_back(p.keys[i]);
-        sum.insert(sum.end(), grad.begin() + i * dim, grad.begin() + (i + 1) * dim);
-      } else {
-        for (uint32_t j = 0; j < dim; ++j) sum[it->second * dim + j] += grad[i * dim + j];
-      }
-    }
-    p.table->ApplyRows(keys, sum);
+    p.table->ApplyDense(p.begin, grad.data(), grad.size());
   }
 }
 
@@ -515,10 +579,8 @@ void ShardJob::ApplySyncStepLocked() {
     Table* table = table_ptr.get();
     bool touched = false;
     std::vector<float> dense_sum;
-    absl::flat_hash_map<uint64_t, size_t> pos;
-    std::vector<uint64_t> keys;
-    std::vector<float> sparse_sum;
-    const uint32_t dim = table->width();
+    std::vector<RowGrads> sparse;
+    std::deque<std::vector<uint64_t>> rows;  // Of each sparse slice, kept in place.
     // Rank order, then part order, then slice order: the sum does not depend on timing.
     for (RankState& r : ranks_) {
       PendingClock& pc = r.pending.at(clock);
@@ -544,21 +606,8 @@ void ShardJob::ApplySyncStepLocked() {
             });
             continue;
           }
-          std::vector<float> grad(n);
-          part->values.CopyTo(first, absl::MakeSpan(grad));
-          for (size_t k = 0; k < p.keys.size(); ++k) {
-            auto [it, fresh] = pos.emplace(p.keys[k], keys.size());
-            if (fresh) {
-              keys.push_back(p.keys[k]);
-              sparse_sum.resize(sparse_sum.size() + dim, 0.0f);
-            }
-            float* dst = sparse_sum.data() + it->second * dim;
-            for (uint32_t j = 0; j < dim; ++j) {
-              float g = grad[k * dim + j];
-              if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
-              dst[j] += g;
-            }
-          }
+          table->FindRows(p.keys, &rows.emplace_back());
+          sparse.push_back(RowGrads{p.keys, rows.back(), &part->values, first});
         }
       }
     }
@@ -570,8 +619,7 @@ void ShardJob::ApplySyncStepLocked() {
       for (float& g : dense_sum) g /= workers;
       table->ApplyDense(table->local_begin(), dense_sum.data(), dense_sum.size());
     } else {
-      for (float& g : sparse_sum) g /= workers;
-      table->ApplyRows(keys, sparse_sum);
+      ApplyRowGrads(table, sparse, RowStep{config_.zero_nonfinite, workers});
     }
   }
   for (RankState& r : ranks_) {

@@ -118,6 +118,17 @@ std::vector<float> PullDense(ShardJob* job, const std::string& table, uint64_t n
   return *UnpackFloats(out, "values");
 }
 
+// The initial values of `keys` (a no-wait pull creates no rows), as floats.
+std::vector<float> PeekRows(ShardJob* job, const std::string& table,
+                            const std::vector<uint64_t>& keys) {
+  const std::string packed = PackKeys(keys);
+  SliceArgs s{table, 0, 0, packed};
+  std::string out;
+  uint64_t applied = 0, ticket = 0;
+  EXPECT_TRUE(job->TryPull(0, 0, {&s, 1}, /*no_wait=*/true, &out, &applied, nullptr, &ticket).ok());
+  return *UnpackFloats(out, "values");
+}
+
 std::vector<Push> SyncClockPushes(uint32_t workers) {
   std::vector<Push> pushes;
   for (uint32_t r = 0; r < workers; ++r) {
@@ -176,6 +187,30 @@ TEST(ShardJobSyncTest, StepIsTheMeanOfTheWorkersGradients) {
   ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 0, 1, "w", 0, 3, {}, {3, 4, -3}}).ok());
   // w = 0 - 0.1 * mean.
   EXPECT_EQ(PullDense(f.job.get(), "w", 3, 1), (std::vector<float>{-0.2f, -0.3f, 0.0f}));
+}
+
+// Sparse: each key's gradients from every rank and part add up in order, from 0, and
+// the sum is divided by the workers; a key no rank sent is not stepped. Non-finite
+// gradients count as 0 under the ZERO policy.
+TEST(ShardJobSyncTest, SparseStepIsTheMeanOfTheWorkersGradients) {
+  JobConfig c = Config(ConsistencyMode::kSync, 2);
+  c.zero_nonfinite = true;
+  Fixture f(c);
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 2, OptimizerKind::kSgd)).ok());
+  const std::vector<uint64_t> keys = {5, 9, 12, 40};
+  std::vector<float> want = PeekRows(f.job.get(), "emb", keys);
+  const float inf = std::numeric_limits<float>::infinity();
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "emb", 0, 0, {5, 9, 5}, {1, 2, 3, 4, 5, 6}}).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 1, 2, "emb", 0, 0, {5}, {11, 12}}).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 0, 2, "emb", 0, 0, {9, 12}, {7, inf, 9, 10}}).ok());
+  ASSERT_EQ(f.job->clock(), 1u);
+  // Key 5: (1 + 5 + 11) / 2, (2 + 6 + 12) / 2; key 9: (3 + 7) / 2, (4 + 0) / 2; key 12:
+  // 9 / 2, 10 / 2; key 40: none.
+  const std::vector<float> mean = {8.5f, 10, 5, 2, 4.5f, 5, 0, 0};
+  for (size_t i = 0; i < want.size(); ++i) want[i] -= 0.05f * mean[i];
+  const std::vector<float> got = PeekRows(f.job.get(), "emb", keys);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+  EXPECT_EQ(f.job->Counters(false).sparse_rows, 3u);
 }
 
 TEST(ShardJobSyncTest, DuplicatePushIsAcknowledgedNotApplied) {
@@ -606,17 +641,6 @@ TEST(ShardJobSparseTest, RepeatedKeysOfAnAsyncPushAddUpBeforeTheStep) {
   ASSERT_TRUE(repeated.job->TryPull(0, 3, {&s, 1}, true, &a, &applied, nullptr, &ticket).ok());
   ASSERT_TRUE(summed.job->TryPull(0, 3, {&s, 1}, true, &b, &applied, nullptr, &ticket).ok());
   EXPECT_EQ(a, b);
-}
-
-// The initial values of `keys` (a no-wait pull creates no rows), as floats.
-std::vector<float> PeekRows(ShardJob* job, const std::string& table,
-                            const std::vector<uint64_t>& keys) {
-  const std::string packed = PackKeys(keys);
-  SliceArgs s{table, 0, 0, packed};
-  std::string out;
-  uint64_t applied = 0, ticket = 0;
-  EXPECT_TRUE(job->TryPull(0, 0, {&s, 1}, /*no_wait=*/true, &out, &applied, nullptr, &ticket).ok());
-  return *UnpackFloats(out, "values");
 }
 
 // Sparse gradients are applied where they lie in the received pieces: with pieces that

@@ -5,10 +5,12 @@
 #include <cstring>
 
 #include "absl/base/attributes.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/huge_pages.h"
+#include "common/logging.h"
 #include "common/parallel_copy.h"
 #include "server/bytes.h"
 
@@ -155,27 +157,48 @@ void Table::FindRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* row
   ForEachFoundRow(index_, keys, [rows](size_t i, uint64_t row) { (*rows)[i] = row; });
 }
 
-bool Table::RepeatsKey(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows) {
-  // Keys with a row repeat when their rows do: a bit per row (the bitmap of a table of
-  // a million rows is 128 KiB) in place of a hash set of every key, which took 2.5 % of
-  // the CPU of a sparse ps_bench run.
+bool Table::FirstOccurrences(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows,
+                             std::vector<uint32_t>* first) {
+  PS_CHECK(keys.size() < (uint64_t{1} << 32));
+  // Keys with a row come again when their rows do: a bit per row (the bitmap of a table
+  // of a million rows is 128 KiB) finds those, and only they go in a map to their first
+  // place. A map of every key took 2.5 % of the CPU of a sparse ps_bench run.
   if (marks_.size() * 64 < keys_.size()) marks_.resize((keys_.size() + 63) / 64);
-  absl::flat_hash_set<uint64_t> missing;  // Keys without a row: few, if any.
+  auto bit = [](uint64_t row) { return uint64_t{1} << (row % 64); };
+  constexpr uint32_t kUnset = ~uint32_t{0};
+  absl::flat_hash_map<uint64_t, uint32_t> again;    // Row -> first place.
+  absl::flat_hash_map<uint64_t, uint32_t> missing;  // Key without a row (few) -> first place.
   bool repeats = false;
-  size_t i = 0;
-  for (; i < keys.size() && !repeats; ++i) {
+  first->resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const uint32_t at = static_cast<uint32_t>(i);
     if (rows[i] == RowIndex::kNone) {
-      repeats = !missing.insert(keys[i]).second;
+      const auto [it, fresh] = missing.emplace(keys[i], at);
+      (*first)[i] = it->second;
+      repeats |= !fresh;
       continue;
     }
+    (*first)[i] = at;
     uint64_t& word = marks_[rows[i] / 64];
-    const uint64_t bit = uint64_t{1} << (rows[i] % 64);
-    repeats = (word & bit) != 0;
-    word |= bit;
+    if ((word & bit(rows[i])) != 0) {
+      again.emplace(rows[i], kUnset);
+      repeats = true;
+    }
+    word |= bit(rows[i]);
   }
-  for (size_t j = 0; j < i; ++j) {  // The bits set above: the bitmap stays clear.
-    if (rows[j] != RowIndex::kNone) marks_[rows[j] / 64] = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {  // Clear again.
+    if (rows[i] != RowIndex::kNone) marks_[rows[i] / 64] = 0;
   }
+  if (again.empty()) return repeats;
+  // Second pass: the rows that come again, marked, take their first place.
+  for (const auto& [row, unused] : again) marks_[row / 64] |= bit(row);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (rows[i] == RowIndex::kNone || (marks_[rows[i] / 64] & bit(rows[i])) == 0) continue;
+    uint32_t& place = again.find(rows[i])->second;
+    if (place == kUnset) place = static_cast<uint32_t>(i);
+    (*first)[i] = place;
+  }
+  for (const auto& [row, unused] : again) marks_[row / 64] = 0;
   return repeats;
 }
 

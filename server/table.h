@@ -79,9 +79,11 @@ class Table {
                         std::vector<uint64_t>* rows = nullptr) const;
   // Sparse: the row of each key (RowIndex::kNone: none yet), without counting.
   void FindRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* rows) const;
-  // Sparse: whether a key comes twice in `keys`, whose rows CountMissing or FindRows
-  // gave. Not const: it marks rows in a scratch bitmap (and clears them again).
-  bool RepeatsKey(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows);
+  // Sparse: for each key of `keys`, whose rows CountMissing or FindRows gave, the index
+  // of its first occurrence in `keys`; true when a key comes more than once. Not const:
+  // it marks rows in a scratch bitmap (and clears them again). Fewer than 2^32 keys.
+  bool FirstOccurrences(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows,
+                        std::vector<uint32_t>* first);
   // Sparse: creates the rows of missing keys.
   void CreateRows(absl::Span<const uint64_t> keys);
   // Sparse: appends the rows of `keys` to `out`; missing rows read as their initial
@@ -145,7 +147,7 @@ class Table {
   std::vector<std::vector<float>> slots_;
   std::vector<uint64_t> keys_;                     // Sparse: key of each row.
   RowIndex index_;                                 // Sparse: key -> row.
-  // Sparse: RepeatsKey's bitmap, a bit per row, all clear between calls. Not in
+  // Sparse: FirstOccurrences' bitmap, a bit per row, all clear between calls. Not in
   // MemoryBytes: 1 bit against RowBytes() (at least 8 + 32 + 4 bytes) per row.
   std::vector<uint64_t> marks_;
 };

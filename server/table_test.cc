@@ -104,37 +104,50 @@ TEST(TableTest, ApplyRowsAtTheFoundRowsEqualsApplyRows) {
   EXPECT_EQ(looked_up.SaveState(), found.SaveState());  // Slots and step too.
 }
 
-// Repeats of keys with rows (found by their rows, marked in a bitmap) and of keys
-// without, wherever they lie; a call leaves no mark for the next one.
-TEST(TableTest, RepeatsKeyFindsEveryRepeatAndLeavesNoMark) {
+// Each key's first place, for keys with rows (found by their rows, marked in a bitmap)
+// and keys without, wherever they lie; a call leaves no mark for the next one.
+TEST(TableTest, FirstOccurrencesFindEveryRepeatAndLeaveNoMark) {
   Table t(Sparse(2), 3, 0, 0);
   std::vector<uint64_t> keys(1000);
   for (uint64_t i = 0; i < keys.size(); ++i) keys[i] = i * 104729 + 1;
   t.CreateRows(keys);
   std::vector<uint64_t> rows;
-  t.CountMissing(keys, &rows);
-  EXPECT_FALSE(t.RepeatsKey(keys, rows));
-  EXPECT_FALSE(t.RepeatsKey(keys, rows));  // The first call's marks are gone.
+  std::vector<uint32_t> first;
+  auto identity = [](size_t n) {
+    std::vector<uint32_t> v(n);
+    for (uint32_t i = 0; i < n; ++i) v[i] = i;
+    return v;
+  };
+  t.FindRows(keys, &rows);
+  EXPECT_FALSE(t.FirstOccurrences(keys, rows, &first));
+  EXPECT_EQ(first, identity(keys.size()));
+  EXPECT_FALSE(t.FirstOccurrences(keys, rows, &first));  // The first call's marks are gone.
+  // Key 3 twice more (far from its first place, in other bitmap words), key 900 once
+  // more, and two keys without rows, one of them twice.
   std::vector<uint64_t> repeated = keys;
-  repeated.push_back(keys[3]);  // Far from its first place, in another bitmap word.
-  t.CountMissing(repeated, &rows);
-  EXPECT_TRUE(t.RepeatsKey(repeated, rows));
-  t.CountMissing(keys, &rows);
-  EXPECT_FALSE(t.RepeatsKey(keys, rows));      // The early return cleared its marks too.
-  std::vector<uint64_t> fresh = {5, 6, 7, 5};  // No rows: repeated as keys.
-  t.CountMissing(fresh, &rows);
-  EXPECT_TRUE(t.RepeatsKey(fresh, rows));
-  fresh.pop_back();
-  EXPECT_FALSE(t.RepeatsKey(fresh, rows));
+  for (uint64_t k : {keys[3], uint64_t{5}, keys[900], keys[3], uint64_t{6}, uint64_t{5}}) {
+    repeated.push_back(k);
+  }
+  t.FindRows(repeated, &rows);
+  EXPECT_TRUE(t.FirstOccurrences(repeated, rows, &first));
+  std::vector<uint32_t> want = identity(repeated.size());
+  want[1000] = 3;
+  want[1002] = 900;
+  want[1003] = 3;
+  want[1005] = 1001;
+  EXPECT_EQ(first, want);
+  t.FindRows(keys, &rows);
+  EXPECT_FALSE(t.FirstOccurrences(keys, rows, &first));  // No mark of the repeats is left.
   // Rows added after the bitmap was sized are marked too.
   std::vector<uint64_t> more(5000);
   for (uint64_t i = 0; i < more.size(); ++i) more[i] = (i + 2000) * 104729 + 1;
   t.CreateRows(more);
   more.push_back(more[4500]);
-  t.CountMissing(more, &rows);
-  EXPECT_TRUE(t.RepeatsKey(more, rows));
+  t.FindRows(more, &rows);
+  EXPECT_TRUE(t.FirstOccurrences(more, rows, &first));
+  EXPECT_EQ(first.back(), 4500u);
   more.pop_back();
-  EXPECT_FALSE(t.RepeatsKey(more, {rows.data(), more.size()}));
+  EXPECT_FALSE(t.FirstOccurrences(more, {rows.data(), more.size()}, &first));
 }
 
 TEST(TableTest, RowBytesCountsTheKeyAndIndexEntries) {
