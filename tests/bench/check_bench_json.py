@@ -7,8 +7,8 @@ REQUIRED = {
               "ours_mean_gbps", "raw_gbps", "raw_mean_gbps", "ratio", "mean_ratio",
               "sequential_gbps", "sequential_ratio", "cpu_s_per_gb", "raw_cpu_s_per_gb",
               "cpu_ratio", "cpu_cores", "raw_cpu_cores"],
-    "sparse": ["keys", "dim", "dist", "shards", "clients", "pull_keys_per_s", "push_keys_per_s",
-               "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
+    "sparse": ["keys", "dim", "dist", "consistency", "shards", "clients", "pull_keys_per_s",
+               "push_keys_per_s", "pull_gbps", "push_gbps", "memcpy_gbps", "ratio"],
     "latency": ["op", "bytes", "p50_us", "p99_us", "calls_per_s", "raw_p50_us", "ratio"],
     "e2e": ["job", "workers", "cpu_threads", "samples_per_s", "iter_ms", "compute_ms", "pull_ms", "push_ms",
             "wait_ms", "comm_share", "speedup"],
@@ -47,6 +47,8 @@ def main(path):
     for op in ("pull", "push", "pushpull"):
         if op not in ops:
             errors.append(f"latency: no {op} row")
+    if {r.get("consistency") for r in data.get("sparse", [])} != {"async", "sync"}:
+        errors.append("sparse: want rows of ASYNC and of SYNC jobs")
     if not any(r.get("gradients") == "bf16" for r in data.get("dense", [])):
         errors.append("dense: no row with bf16 gradients")
     if not any(r.get("optimizer") == "adam" for r in data.get("checkpoint", [])):

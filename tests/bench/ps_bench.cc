@@ -443,9 +443,10 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
       !a.sparse_dims.empty() ? a.sparse_dims : std::vector<uint32_t>{16, 64};
   // One client makes one call at a time, as one worker does: its rate is that of the
   // chain of routing, the shards' reads and the scatter. Two clients (two workers,
-  // ranks 0 and 1, each with its own keys) show what the shards serve at once.
-  const std::vector<int> client_counts{1, 2};
-  const int max_clients = client_counts.back();
+  // ranks 0 and 1, each with its own keys) show what the shards serve at once. ASYNC
+  // applies a push as it comes; a SYNC job (one worker: its pushes come in clock
+  // order) sums each clock's gradients per key before its step.
+  const int max_clients = 2;
   std::map<std::string, std::vector<std::vector<uint64_t>>> keys;
   keys["uniform"] = KeySets(false, 0, 0, n, sets);
   keys["zipf1.1"] = KeySets(true, 1.1, a.quick ? uint64_t{1} << 18 : uint64_t{1} << 22, n, sets);
@@ -455,69 +456,76 @@ void RunSparse(const Args& a, std::vector<Row>* rows) {
     for (uint32_t dim : dims) {
       const double memcpy_gbps = MemcpyGbps(n * dim * sizeof(float));
       for (const auto& [dist, key_sets] : keys) {
-        const std::string job = absl::StrCat("sparse", dim, dist);
-        if (auto s = clients[0]->SetupJob(AsyncJob(job, max_clients),
-                                          {Table("e", TableSpec::SPARSE, 0, dim)});
-            !s.ok()) {
-          Fail("sparse setup", s.status());
-        }
-        // Each client reads into and pushes from its own buffer, as its own rank.
-        std::vector<std::vector<float>> values(max_clients, std::vector<float>(n * dim, 1e-3f));
-        std::vector<uint64_t> clocks(max_clients, 0);
-        auto ref = [&](int client, int i) {
-          return SparseRef{"e", key_sets[i].data(), key_sets[i].size(), dim,
-                           values[client].data()};
-        };
-        // Warm-up: creates every row, then one push of each rank.
-        for (int i = 0; i < sets; ++i) {
-          SparseRef r = ref(0, i);
-          if (auto s = clients[0]->Pull(job, 0, 0, {}, {&r, 1}); !s.ok()) Fail("pull", s);
-        }
-        for (int c = 0; c < max_clients; ++c) {
-          SparseRef r = ref(c, c % sets);
-          if (auto s = clients[c]->Push(job, c, clocks[c]++, {}, {&r, 1}); !s.ok()) {
-            Fail("push", s);
+        for (const bool sync : {false, true}) {
+          const std::string job = absl::StrCat("sparse", dim, dist, sync ? "sync" : "");
+          const std::vector<int> client_counts =
+              sync ? std::vector<int>{1} : std::vector<int>{1, 2};
+          const int workers = client_counts.back();
+          ShardJobConfig config = AsyncJob(job, workers);
+          if (sync) config.mutable_consistency()->set_mode(SYNC);
+          if (auto s = clients[0]->SetupJob(config, {Table("e", TableSpec::SPARSE, 0, dim)});
+              !s.ok()) {
+            Fail("sparse setup", s.status());
           }
-        }
-        for (int c : client_counts) {
-          // At least `min_calls` calls per client and `min_s` seconds each way: a call
-          // takes a few milliseconds, and a dozen of them moved by 2x from run to run.
-          auto run = [&](bool pull) {
-            std::atomic<int> calls{0};
-            const auto t0 = Clock::now();
-            RunParallel(c, [&](int i) {
-              int mine = 0;
-              while (mine < min_calls || SecondsSince(t0) < min_s) {
-                SparseRef r = ref(i, (mine + i) % sets);
-                absl::Status s = pull ? clients[i]->Pull(job, i, clocks[i], {}, {&r, 1})
-                                      : clients[i]->Push(job, i, clocks[i]++, {}, {&r, 1});
-                if (!s.ok()) Fail(pull ? "pull" : "push", s);
-                ++mine;
-              }
-              calls += mine;
-            });
-            return static_cast<double>(n) * calls.load() / SecondsSince(t0);
+          // Each client reads into and pushes from its own buffer, as its own rank.
+          std::vector<std::vector<float>> values(max_clients, std::vector<float>(n * dim, 1e-3f));
+          std::vector<uint64_t> clocks(max_clients, 0);
+          auto ref = [&](int client, int i) {
+            return SparseRef{"e", key_sets[i].data(), key_sets[i].size(), dim,
+                             values[client].data()};
           };
-          const double pull_keys_per_s = run(true);
-          const double push_keys_per_s = run(false);
-          const double row_bytes = static_cast<double>(dim) * sizeof(float);
-          const double pull_gbps = pull_keys_per_s * row_bytes / 1e9;
-          Row row;
-          row.Set("keys", static_cast<double>(n))
-              .Set("dim", dim)
-              .Set("dist", dist)
-              .Set("shards", shards)
-              .Set("clients", c)
-              .Set("pull_keys_per_s", pull_keys_per_s)
-              .Set("push_keys_per_s", push_keys_per_s)
-              .Set("pull_gbps", pull_gbps)
-              .Set("push_gbps", push_keys_per_s * row_bytes / 1e9)
-              .Set("memcpy_gbps", memcpy_gbps)
-              .Set("ratio", memcpy_gbps > 0 ? pull_gbps / memcpy_gbps : 0);
-          PS_LOG(INFO) << "sparse: " << row.ToText();
-          rows->push_back(std::move(row));
+          // Warm-up: creates every row, then one push of each rank.
+          for (int i = 0; i < sets; ++i) {
+            SparseRef r = ref(0, i);
+            if (auto s = clients[0]->Pull(job, 0, 0, {}, {&r, 1}); !s.ok()) Fail("pull", s);
+          }
+          for (int c = 0; c < workers; ++c) {
+            SparseRef r = ref(c, c % sets);
+            if (auto s = clients[c]->Push(job, c, clocks[c]++, {}, {&r, 1}); !s.ok()) {
+              Fail("push", s);
+            }
+          }
+          for (int c : client_counts) {
+            // At least `min_calls` calls per client and `min_s` seconds each way: a call
+            // takes a few milliseconds, and a dozen of them moved by 2x from run to run.
+            auto run = [&](bool pull) {
+              std::atomic<int> calls{0};
+              const auto t0 = Clock::now();
+              RunParallel(c, [&](int i) {
+                int mine = 0;
+                while (mine < min_calls || SecondsSince(t0) < min_s) {
+                  SparseRef r = ref(i, (mine + i) % sets);
+                  absl::Status s = pull ? clients[i]->Pull(job, i, clocks[i], {}, {&r, 1})
+                                        : clients[i]->Push(job, i, clocks[i]++, {}, {&r, 1});
+                  if (!s.ok()) Fail(pull ? "pull" : "push", s);
+                  ++mine;
+                }
+                calls += mine;
+              });
+              return static_cast<double>(n) * calls.load() / SecondsSince(t0);
+            };
+            const double pull_keys_per_s = run(true);
+            const double push_keys_per_s = run(false);
+            const double row_bytes = static_cast<double>(dim) * sizeof(float);
+            const double pull_gbps = pull_keys_per_s * row_bytes / 1e9;
+            Row row;
+            row.Set("keys", static_cast<double>(n))
+                .Set("dim", dim)
+                .Set("dist", dist)
+                .Set("consistency", sync ? "sync" : "async")
+                .Set("shards", shards)
+                .Set("clients", c)
+                .Set("pull_keys_per_s", pull_keys_per_s)
+                .Set("push_keys_per_s", push_keys_per_s)
+                .Set("pull_gbps", pull_gbps)
+                .Set("push_gbps", push_keys_per_s * row_bytes / 1e9)
+                .Set("memcpy_gbps", memcpy_gbps)
+                .Set("ratio", memcpy_gbps > 0 ? pull_gbps / memcpy_gbps : 0);
+            PS_LOG(INFO) << "sparse: " << row.ToText();
+            rows->push_back(std::move(row));
+          }
+          if (auto s = clients[0]->DropJob(job, true); !s.ok()) Fail("drop", s);
         }
-        if (auto s = clients[0]->DropJob(job, true); !s.ok()) Fail("drop", s);
       }
     }
   }
