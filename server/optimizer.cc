@@ -118,4 +118,52 @@ void ApplyOptimizer(const OptimizerConfig& c, uint64_t step, const void* grad_by
   }
 }
 
+namespace {
+
+// Gradient terms as kTerm says, one loop per combination for the vectoriser.
+template <GradTerm kTerm, bool kZero>
+void AddTerms(const unsigned char* __restrict grad, float* __restrict dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float g = GradAt(grad, i);
+    if (kZero) g = std::isfinite(g) ? g : 0.0f;
+    if (kTerm == GradTerm::kFirst) {
+      dst[i] = g;
+    } else if (kTerm == GradTerm::kFirstOfMean) {
+      dst[i] = 0.0f + g;
+    } else {
+      dst[i] += g;
+    }
+  }
+}
+
+template <GradTerm kTerm>
+void AddTermsOf(const unsigned char* grad, float* dst, size_t n, bool zero_nonfinite) {
+  if (zero_nonfinite) {
+    AddTerms<kTerm, true>(grad, dst, n);
+  } else {
+    AddTerms<kTerm, false>(grad, dst, n);
+  }
+}
+
+}  // namespace
+
+void AddGradient(GradTerm term, const void* grad, float* dst, size_t n, bool zero_nonfinite) {
+  const auto* g = static_cast<const unsigned char*>(grad);
+  switch (term) {
+    case GradTerm::kFirst:
+      AddTermsOf<GradTerm::kFirst>(g, dst, n, zero_nonfinite);
+      return;
+    case GradTerm::kFirstOfMean:
+      AddTermsOf<GradTerm::kFirstOfMean>(g, dst, n, zero_nonfinite);
+      return;
+    case GradTerm::kNext:
+      AddTermsOf<GradTerm::kNext>(g, dst, n, zero_nonfinite);
+      return;
+  }
+}
+
+void DivideBy(float* __restrict v, size_t n, float by) {
+  for (size_t i = 0; i < n; ++i) v[i] /= by;
+}
+
 }  // namespace ps

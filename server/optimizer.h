@@ -48,6 +48,23 @@ float InitialSlotValue(const OptimizerConfig& config, int slot);
 void ApplyOptimizer(const OptimizerConfig& config, uint64_t step, const void* grad,
                     float* weights, float* const* slots, size_t n);
 
+// A term of a step's gradient, where several are summed first (a SYNC clock's
+// workers, a key repeated in a sparse push).
+enum class GradTerm {
+  kFirst,        // dst = g
+  kFirstOfMean,  // dst = 0 + g: a mean's sum starts from 0, as it always did (-0 -> +0)
+  kNext,         // dst += g
+};
+
+// Adds the n packed float32 at `grad` (any alignment) into `dst` as `term` says; with
+// `zero_nonfinite`, a NaN or infinite value counts as 0. Vectorised, same bits as the
+// scalar loop. `dst` must not overlap `grad`.
+void AddGradient(GradTerm term, const void* grad, float* dst, size_t n, bool zero_nonfinite);
+
+// v[i] /= by: a SYNC clock's mean (divided, not multiplied by 1 / W, so that W = 3
+// rounds as expected).
+void DivideBy(float* v, size_t n, float by);
+
 }  // namespace ps
 
 #endif  // PS_SERVER_OPTIMIZER_H_

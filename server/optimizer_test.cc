@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,52 @@ TEST(OptimizerTest, VectorisedAndMisalignedStepsMatchElementwiseSteps) {
           ASSERT_EQ(std::memcmp(w.data(), we.data(), n * sizeof(float)), 0);
           ASSERT_EQ(std::memcmp(s0.data(), e0.data(), n * sizeof(float)), 0);
           ASSERT_EQ(std::memcmp(s1.data(), e1.data(), n * sizeof(float)), 0);
+        }
+      }
+    }
+  }
+}
+
+// Each term, at every alignment and length (vectorised bodies and their remainders),
+// against the scalar expressions; -0 as a mean's first term becomes +0; under the ZERO
+// policy NaN and infinities count as 0.
+TEST(OptimizerTest, GradientTermsAndTheMeanMatchScalarMath) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (size_t n : {size_t{1}, size_t{7}, size_t{16}, size_t{37}, size_t{1000}}) {
+    std::vector<float> grad(n), base(n);
+    for (size_t i = 0; i < n; ++i) {
+      grad[i] = std::sin(static_cast<float>(i) * 0.9f) * 5.0f;
+      base[i] = std::cos(static_cast<float>(i) * 0.4f);
+    }
+    grad[0] = -0.0f;
+    if (n > 3) {
+      grad[2] = inf;
+      grad[3] = nan;
+    }
+    for (bool zero : {false, true}) {
+      for (size_t shift = 0; shift < sizeof(float); ++shift) {
+        SCOPED_TRACE(testing::Message() << "n " << n << " zero " << zero << " shift " << shift);
+        std::string bytes(shift + n * sizeof(float), '\0');
+        std::memcpy(&bytes[shift], grad.data(), n * sizeof(float));
+        auto g = [&](size_t i) { return zero && !std::isfinite(grad[i]) ? 0.0f : grad[i]; };
+        std::vector<float> first(n, 7.0f), mean(n, 7.0f), next = base;
+        AddGradient(GradTerm::kFirst, bytes.data() + shift, first.data(), n, zero);
+        AddGradient(GradTerm::kFirstOfMean, bytes.data() + shift, mean.data(), n, zero);
+        AddGradient(GradTerm::kNext, bytes.data() + shift, next.data(), n, zero);
+        for (size_t i = 0; i < n; ++i) {
+          const float want_first = g(i), want_mean = 0.0f + g(i), want_next = base[i] + g(i);
+          ASSERT_EQ(std::memcmp(&first[i], &want_first, sizeof(float)), 0) << i;
+          ASSERT_EQ(std::memcmp(&mean[i], &want_mean, sizeof(float)), 0) << i;
+          ASSERT_EQ(std::memcmp(&next[i], &want_next, sizeof(float)), 0) << i;
+        }
+        EXPECT_TRUE(std::signbit(first[0]));  // -0 as it came...
+        EXPECT_FALSE(std::signbit(mean[0]));  // ...and +0 as a mean's first term.
+        std::vector<float> divided = next;
+        DivideBy(divided.data(), n, 3.0f);
+        for (size_t i = 0; i < n; ++i) {
+          const float want = next[i] / 3.0f;
+          ASSERT_EQ(std::memcmp(&divided[i], &want, sizeof(float)), 0) << i;
         }
       }
     }

@@ -16,6 +16,7 @@
 #include "common/parallel_copy.h"
 #include "common/partition.h"
 #include "server/bytes.h"
+#include "server/optimizer.h"
 
 namespace ps {
 
@@ -146,23 +147,12 @@ void ApplyRowGrads(Table* table, absl::Span<const RowGrads> slices, RowStep how)
   std::unique_ptr<float[]> sums(new float[sum_keys.size() * dim]);
   size_t i = 0;  // The key whose value comes next, over all slices.
   size_t j = 0;  // Its value.
-  const bool zero = how.zero_nonfinite;
+  const GradTerm first_term = how.mean_of > 0 ? GradTerm::kFirstOfMean : GradTerm::kFirst;
   auto add = [&](uint64_t, const char* bytes, size_t k) {
     while (k > 0) {  // The run's values of key i, in one go.
       const size_t n = std::min(k, dim - j);
-      float* const sum = sums.get() + size_t{place[i]} * dim + j;
-      auto at = [bytes, zero](size_t t) {
-        float g;
-        std::memcpy(&g, bytes + t * sizeof(float), sizeof(float));
-        return zero && !std::isfinite(g) ? 0.0f : g;
-      };
-      if (first[i] != i) {
-        for (size_t t = 0; t < n; ++t) sum[t] += at(t);
-      } else if (how.mean_of > 0) {
-        for (size_t t = 0; t < n; ++t) sum[t] = 0.0f + at(t);  // A mean's sum starts at 0.
-      } else {
-        for (size_t t = 0; t < n; ++t) sum[t] = at(t);
-      }
+      AddGradient(first[i] != i ? GradTerm::kNext : first_term, bytes,
+                  sums.get() + size_t{place[i]} * dim + j, n, how.zero_nonfinite);
       bytes += n * sizeof(float);
       k -= n;
       j += n;
@@ -173,9 +163,7 @@ void ApplyRowGrads(Table* table, absl::Span<const RowGrads> slices, RowStep how)
     }
   };
   for (const RowGrads& s : slices) s.values->ForEachFloatRun(s.first, s.keys.size() * dim, add);
-  if (how.mean_of > 0) {
-    for (size_t v = 0; v < sum_keys.size() * dim; ++v) sums[v] /= how.mean_of;
-  }
+  if (how.mean_of > 0) DivideBy(sums.get(), sum_keys.size() * dim, how.mean_of);
   table->ApplyRowsAt(sum_keys, sum_rows, sums.get());
 }
 
@@ -596,13 +584,7 @@ void ShardJob::ApplySyncStepLocked() {
             if (dense_sum.empty()) dense_sum.assign(table->local_count(), 0.0f);
             float* const dst = dense_sum.data() + (p.begin - table->local_begin());
             part->values.ForEachFloatRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
-              float* const run = dst + (at - first);
-              for (size_t i = 0; i < k; ++i) {
-                float g;
-                std::memcpy(&g, bytes + i * sizeof(float), sizeof(float));
-                if (config_.zero_nonfinite && !std::isfinite(g)) g = 0.0f;
-                run[i] += g;
-              }
+              AddGradient(GradTerm::kNext, bytes, dst + (at - first), k, config_.zero_nonfinite);
             });
             continue;
           }
@@ -612,11 +594,11 @@ void ShardJob::ApplySyncStepLocked() {
       }
     }
     if (!touched) continue;
-    // The mean over workers: divide (not multiply by 1/W) so W = 3 rounds as expected.
+    // The mean over workers (DivideBy).
     const float workers = static_cast<float>(config_.num_workers);
     table->BeginStep();
     if (!table->sparse()) {
-      for (float& g : dense_sum) g /= workers;
+      DivideBy(dense_sum.data(), dense_sum.size(), workers);
       table->ApplyDense(table->local_begin(), dense_sum.data(), dense_sum.size());
     } else {
       ApplyRowGrads(table, sparse, RowStep{config_.zero_nonfinite, workers});
