@@ -399,8 +399,11 @@ bool StagingFileIn(const std::string& dir) {
 }
 
 TEST_F(ChaosTest, ShardKilledDuringCheckpointWriteAndAllShardsAtOnce) {
-  // A bigger model, so a checkpoint takes long enough to be caught in the middle.
-  const JobSpec spec = DigitsMlp("SYNC", 2, 2048, "interval_clocks: 5");
+  // A bigger model, so a checkpoint takes long enough to be caught in the middle. 8
+  // epochs, 712 clocks, a few seconds here: with 2 (178 clocks in 1.1 s), once the
+  // SYNC sums were vectorised, the job ended 0.7 s after the first recovery, before
+  // the test saw it running again.
+  const JobSpec spec = DigitsMlp("SYNC", 8, 2048, "interval_clocks: 5");
   const std::string ref = RunUninterrupted(spec);
   ASSERT_FALSE(ref.empty());
   const std::map<std::string, std::string> want = Export(ref);
