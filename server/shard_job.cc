@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
 #include "common/huge_pages.h"
+#include "common/logging.h"
 #include "common/packing.h"
 #include "common/parallel_copy.h"
 #include "common/partition.h"
@@ -518,7 +519,7 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
   std::vector<Table*> stepped;
   uint64_t offset = 0;
   // Dense gradients copied out of the request to zero the non-finite ones; one buffer
-  // for the part, never zero-filled (CopyTo writes every value).
+  // for the part, never zero-filled (the copy writes every value).
   std::unique_ptr<float[]> copied;
   uint64_t copied_size = 0;
   for (const Parsed& p : slices) {
@@ -529,35 +530,29 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
     const uint64_t n = p.floats();
     const uint64_t first = offset;
     offset += n;
-    if (!p.table->sparse() && !config_.zero_nonfinite) {
+    if (p.table->sparse()) {
+      // At the rows the push's check found (Push fills Parsed::rows in this lock hold).
+      PS_CHECK(p.rows.size() == p.keys.size());
+      const RowGrads grads{p.keys, p.rows, &values, first};
+      ApplyRowGrads(p.table, {&grads, 1}, RowStep{config_.zero_nonfinite, 0});
+      continue;
+    }
+    if (!config_.zero_nonfinite) {
       // The request's bytes are the gradient: applied where they lie, not copied first.
       values.ForEachFloatRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
         p.table->ApplyDense(p.begin + (at - first), bytes, k);
       });
       continue;
     }
-    if (p.table->sparse()) {
-      // The rows of the keys, as the check found them or looked up now.
-      std::vector<uint64_t> found;
-      const std::vector<uint64_t>* rows = &p.rows;
-      if (rows->size() != p.keys.size()) {
-        p.table->FindRows(p.keys, &found);
-        rows = &found;
-      }
-      const RowGrads grads{p.keys, *rows, &values, first};
-      ApplyRowGrads(p.table, {&grads, 1}, RowStep{config_.zero_nonfinite, 0});
-      continue;
-    }
     if (n > copied_size) {
       copied.reset(new float[n]);
       copied_size = n;
     }
-    const absl::Span<float> grad(copied.get(), n);
-    values.CopyTo(first, grad);
-    for (float& g : grad) {
-      if (!std::isfinite(g)) g = 0.0f;
-    }
-    p.table->ApplyDense(p.begin, grad.data(), grad.size());
+    // Copied with the non-finite values zeroed, in one pass.
+    values.ForEachFloatRun(first, n, [&](uint64_t at, const char* bytes, size_t k) {
+      AddGradient(GradTerm::kFirst, bytes, copied.get() + (at - first), k, /*zero_nonfinite=*/true);
+    });
+    p.table->ApplyDense(p.begin, copied.get(), n);
   }
 }
 
