@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -84,57 +85,77 @@ void ByteViews::Reader::ReadAcross(size_t n, char* dst) {
   }
 }
 
-absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std::string* rest,
-                             ByteViews* out) {
+absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
+                             google::protobuf::MessageLite* rest, ByteViews* out) {
   *out = ByteViews();
-  rest->clear();
+  rest->Clear();
   if (!buffer.Valid()) return absl::OkStatus();  // An empty message.
   if (grpc::Status s = buffer.Dump(&out->slices_); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("message: unreadable: ", s.error_message()));
   }
-  SliceInput stream(out->slices_);
-  google::protobuf::io::CodedInputStream in(&stream);
-  google::protobuf::io::StringOutputStream rest_stream(rest);
-  google::protobuf::io::CodedOutputStream rest_out(&rest_stream);
-  const uint32_t wanted = WireFormatLite::MakeTag(static_cast<int>(field),
-                                                  WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-  while (true) {
-    const uint32_t tag = in.ReadTag();
-    if (tag == 0) {
-      // The end of the input, or a malformed or zero tag.
-      if (!in.ConsumedEntireMessage()) {
-        return absl::InvalidArgumentError("message: malformed field tag");
+  // The other fields' byte ranges, adjacent ones joined: one range when the field comes
+  // last, as our peers write it.
+  std::vector<std::pair<int, int>> others;
+  {
+    SliceInput stream(out->slices_);
+    google::protobuf::io::CodedInputStream in(&stream);
+    const uint32_t wanted =
+        WireFormatLite::MakeTag(static_cast<int>(field), WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+    while (true) {
+      const int at = in.CurrentPosition();
+      const uint32_t tag = in.ReadTag();
+      if (tag == 0) {
+        // The end of the input, or a malformed or zero tag.
+        if (!in.ConsumedEntireMessage()) {
+          return absl::InvalidArgumentError("message: malformed field tag");
+        }
+        break;
       }
-      return absl::OkStatus();
-    }
-    if (tag != wanted) {
-      if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_START_GROUP ||
-          !WireFormatLite::SkipField(&in, tag, &rest_out)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("message: malformed field ", WireFormatLite::GetTagFieldNumber(tag)));
+      if (tag != wanted) {
+        // Skipped in place (a length-delimited field is not read into a string).
+        if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_START_GROUP ||
+            !WireFormatLite::SkipField(&in, tag)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("message: malformed field ", WireFormatLite::GetTagFieldNumber(tag)));
+        }
+        if (!others.empty() && others.back().second == at) {
+          others.back().second = in.CurrentPosition();
+        } else {
+          others.emplace_back(at, in.CurrentPosition());
+        }
+        continue;
       }
-      continue;
-    }
-    uint32_t length = 0;
-    if (!in.ReadVarint32(&length)) {
-      return absl::InvalidArgumentError(absl::StrCat("message: field ", field, ": bad length"));
-    }
-    out->views_.clear();  // The last occurrence wins.
-    out->size_ = 0;
-    while (length > 0) {
-      const void* data = nullptr;
-      int size = 0;
-      if (!in.GetDirectBufferPointer(&data, &size) || size <= 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("message: field ", field, ": ", length, " bytes missing"));
+      uint32_t length = 0;
+      if (!in.ReadVarint32(&length)) {
+        return absl::InvalidArgumentError(absl::StrCat("message: field ", field, ": bad length"));
       }
-      const uint32_t take = std::min(length, static_cast<uint32_t>(size));
-      out->views_.emplace_back(static_cast<const char*>(data), take);
-      out->size_ += take;
-      in.Skip(static_cast<int>(take));
-      length -= take;
+      out->views_.clear();  // The last occurrence wins.
+      out->size_ = 0;
+      while (length > 0) {
+        const void* data = nullptr;
+        int size = 0;
+        if (!in.GetDirectBufferPointer(&data, &size) || size <= 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("message: field ", field, ": ", length, " bytes missing"));
+        }
+        const uint32_t take = std::min(length, static_cast<uint32_t>(size));
+        out->views_.emplace_back(static_cast<const char*>(data), take);
+        out->size_ += take;
+        in.Skip(static_cast<int>(take));
+        length -= take;
+      }
     }
   }
+  // Parsing the ranges in order, each merged into the last, is parsing their
+  // concatenation (protobuf's wire format), read from the slices where they lie.
+  for (const auto& [begin, end] : others) {
+    SliceInput stream(out->slices_);
+    if (!stream.Skip(begin) || !rest->MergeFromBoundedZeroCopyStream(&stream, end - begin)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("message: malformed ", rest->GetTypeName(), " fields"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out) {

@@ -2,8 +2,8 @@
 // as grpc::ByteBuffers, with one `bytes` field (the tensor) left where it lies.
 //
 // Receiving: SplitBytesField walks a serialized message in the buffer's own slices;
-// the tensor field becomes views into those slices (no copy) and the other, small
-// fields are copied out to be parsed by protobuf as usual.
+// the tensor field becomes views into those slices (no copy) and protobuf parses the
+// other fields from where they lie.
 // Sending: a message is its small fields serialized by protobuf, then the tensor
 // field's tag and length, then a slice that owns the tensor's bytes in a reused buffer
 // (BufferPool::Wrap), so gRPC writes them to the socket from there. Fields may come in
@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "common/lendable.h"
 #include "common/sync.h"
+#include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
 
@@ -61,19 +62,20 @@ class ByteViews {
   };
 
  private:
-  friend absl::Status SplitBytesField(const grpc::ByteBuffer&, uint32_t, std::string*,
-                                      ByteViews*);
+  friend absl::Status SplitBytesField(const grpc::ByteBuffer&, uint32_t,
+                                      google::protobuf::MessageLite*, ByteViews*);
   std::vector<grpc::Slice> slices_;  // Keep the views' memory.
   std::vector<absl::string_view> views_;
   size_t size_ = 0;
 };
 
 // Splits the message serialized in `buffer` into the bytes of `field` (a length-
-// delimited field, the last occurrence wins as in proto3) and every other field, copied
-// to `rest` in wire format (parse it with ParseFromString). An absent field is empty.
-// INVALID_ARGUMENT when the bytes are not a well-formed message.
-absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field, std::string* rest,
-                             ByteViews* out);
+// delimited field, the last occurrence wins as in proto3), as views, and every other
+// field, parsed into `rest` (cleared first; `field` of it stays empty). An absent field
+// is empty. INVALID_ARGUMENT when the bytes are not a well-formed message of `rest`'s
+// type.
+absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
+                             google::protobuf::MessageLite* rest, ByteViews* out);
 
 // Appends the tag and length of a length-delimited `field` of `size` bytes to `out`.
 void AppendBytesFieldHeader(uint32_t field, size_t size, std::string* out);

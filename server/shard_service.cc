@@ -246,14 +246,10 @@ absl::StatusOr<ShardServiceImpl::PushCall> ShardServiceImpl::ReadPush(
     const grpc::ByteBuffer& request) {
   // The gradients stay in the received slices; the other fields are parsed.
   PushCall push;
-  std::string rest;
-  if (absl::Status s =
-          wire::SplitBytesField(request, PushRequest::kValuesFieldNumber, &rest, &push.values);
+  if (absl::Status s = wire::SplitBytesField(request, PushRequest::kValuesFieldNumber, &push.fields,
+                                             &push.values);
       !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("request: ", s.message()));
-  }
-  if (!push.fields.ParseFromString(rest)) {
-    return absl::InvalidArgumentError("request: malformed PushRequest");
   }
   return push;
 }

@@ -154,11 +154,11 @@ void FillSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
 absl::Status ReadPulled(const grpc::ByteBuffer& resp, const PlanPart& part,
                         absl::Span<const DenseRef> dense, absl::Span<const SparseRef> sparse,
                         uint64_t* clock) {
-  std::string rest;
-  wire::ByteViews values;
-  PS_RETURN_IF_ERROR(wire::SplitBytesField(resp, kPullValuesField, &rest, &values));
   PullResponse head;
-  if (!head.ParseFromString(rest)) return absl::InternalError("pull response: malformed fields");
+  wire::ByteViews values;
+  if (absl::Status s = wire::SplitBytesField(resp, kPullValuesField, &head, &values); !s.ok()) {
+    return absl::InternalError(absl::StrCat("pull response: ", s.message()));
+  }
   if (clock != nullptr) *clock = head.clock();
   wire::ByteViews::Reader reader(values);  // ScatterValuesFrom reads in order.
   return ScatterValuesFrom(
@@ -619,12 +619,22 @@ void GrpcPsClient::AddPushes(Batch* batch, const Plan& plan, const std::string& 
           return ReadPulled(resp, *pull, d, sp, nullptr);
         };
       }
-      std::string head = header.SerializeAsString();
-      wire::AppendBytesFieldHeader(
-          kPushValuesField, parts[p].floats * (bf16 ? sizeof(uint16_t) : sizeof(float)), &head);
+      // The fields (a sparse part's keys among them) and the gradients gathered once
+      // into a reused buffer that the slice owns: gRPC may hold a slice past the end of
+      // its call (gRPC 1.51 keeps a write stuck on a stopped peer's full socket even
+      // after the connection is closed), so the caller's own memory, which is theirs
+      // again when the call returns, is not lent. Dense gradients in a caller's
+      // LendableFloats are the exception: lent, with their loans held by the slices
+      // (DenseRef::lendable).
+      std::unique_ptr<std::string> message = buffers_->Get();
+      header.AppendToString(message.get());
+      wire::AppendBytesFieldHeader(kPushValuesField,
+                                   parts[p].floats * (bf16 ? sizeof(uint16_t) : sizeof(float)),
+                                   message.get());
+      std::vector<LentBytes> lent;
+      GatherValues(parts[p], dense, sparse, message.get(), encoding, &lent);
       std::vector<grpc::Slice> slices;
-      slices.emplace_back(head);
-      AppendValueSlices(parts[p], dense, sparse, encoding, &slices);
+      buffers_->AppendSlices(std::move(message), &lent, &slices);
       call->request = grpc::ByteBuffer(slices.data(), slices.size());
       if (start) batch->Start(call);  // Sends while the next part is built.
       (*by_shard)[s].push_back(call);
@@ -790,21 +800,6 @@ absl::Status GrpcPsClient::PushPullOnce(const std::string& job_id, uint32_t rank
     }
   }
   return status;
-}
-
-void GrpcPsClient::AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
-                                     absl::Span<const SparseRef> sparse, ValueEncoding encoding,
-                                     std::vector<grpc::Slice>* out) {
-  // Gathered once into a reused buffer that the slice owns: gRPC may hold a slice past
-  // the end of its call (gRPC 1.51 keeps a write stuck on a stopped peer's full socket
-  // even after the connection is closed), so the caller's own memory, which is theirs
-  // again when the call returns, is not lent.
-  // Dense gradients in a caller's LendableFloats are the exception: lent, with their
-  // loans held by the slices (DenseRef::lendable).
-  std::unique_ptr<std::string> gathered = buffers_->Get();
-  std::vector<LentBytes> lent;
-  GatherValues(part, dense, sparse, gathered.get(), encoding, &lent);
-  buffers_->AppendSlices(std::move(gathered), &lent, out);
 }
 
 absl::StatusOr<std::vector<ShardJobStats>> GrpcPsClient::GetStats(const std::string& job_id,

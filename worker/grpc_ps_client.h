@@ -194,17 +194,11 @@ class GrpcPsClient final : public PsClient {
                            bool no_wait, absl::Span<const DenseRef> dense,
                            absl::Span<const SparseRef> sparse, uint64_t* min_clock);
 
-  // The gradient bytes of a push part, packed as `encoding`, as a slice of a pooled
-  // buffer.
-  void AppendValueSlices(const PlanPart& part, absl::Span<const DenseRef> dense,
-                         absl::Span<const SparseRef> sparse, ValueEncoding encoding,
-                         std::vector<grpc::Slice>* out);
-
   // Constant after construction.
   const Options options_;
   const std::vector<std::unique_ptr<Shard>> shards_;
 
-  // Gradient bytes gathered for sending, reused.
+  // Push messages (fields and gradient bytes) gathered for sending, reused.
   const std::shared_ptr<wire::BufferPool> buffers_;
   RouteCache routes_;
 };
