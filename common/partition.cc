@@ -1,6 +1,8 @@
 #include "common/partition.h"
 
 #include <algorithm>
+#include <memory>
+#include <numeric>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -74,34 +76,59 @@ uint32_t SparseShardOf(absl::string_view table, uint64_t key, uint32_t num_shard
   return ShardOfVirtual(VirtualShardOf(table, key), num_shards);
 }
 
+namespace {
+
+static_assert(kVirtualShards <= 65536, "virtual shards are held in 16 bits");
+
+// Each key's virtual shard, as VirtualShardOf. A loop the compiler vectorises (the
+// library is built at -O3); the clone for CPUs with AVX-512 multiplies 64-bit lanes in
+// vector registers: 0.45 against 2.5 ns a key here. Not under TSan, whose
+// instrumentation of the clones' resolver runs before TSan is set up and crashes.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+__attribute__((target_clones("default", "arch=x86-64-v4")))
+#endif
+void VirtualShardsOf(uint64_t table_hash, absl::Span<const uint64_t> keys, uint16_t* out) {
+  for (size_t i = 0; i < keys.size(); ++i) {
+    out[i] = static_cast<uint16_t>(HashCombine(table_hash, Mix64(keys[i])) % kVirtualShards);
+  }
+}
+
+}  // namespace
+
 std::vector<std::vector<uint32_t>> GroupKeysByShard(absl::string_view table,
                                                    absl::Span<const uint64_t> keys,
                                                    uint32_t num_shards) {
   std::vector<std::vector<uint32_t>> out(num_shards);
   if (num_shards == 0) return out;
-  // Two passes: each key's shard (a table lookup, not a division), then the positions
-  // written into vectors of their final size. Against push_back after a division per
-  // key (a branch on a random shard mispredicts half the time): 0.78 -> 0.55 ms per
-  // 100k keys over 2 shards, with tcmalloc.
-  std::vector<uint32_t> shard_of_virtual(kVirtualShards);
-  for (uint32_t v = 0; v < kVirtualShards; ++v) {
-    shard_of_virtual[v] = ShardOfVirtual(v, num_shards);
+  if (num_shards == 1) {
+    out[0].resize(keys.size());
+    std::iota(out[0].begin(), out[0].end(), 0u);
+    return out;
   }
-  const uint64_t table_hash = Fnv1a64(table);
-  std::vector<uint32_t> shard(keys.size());
+  // The virtual shards first (vectorised), then keys counted per virtual shard: with
+  // 4096 counters consecutive keys rarely wait on one counter's increment, as they did
+  // on one of 2 shards' counters. Then the positions, written into vectors of their
+  // final size. 100k keys, with tcmalloc: 408 -> 230 us over 2 shards, 370 -> 181 over
+  // 4 (one computed key at a time, a table of shards built with 4096 divisions).
+  std::unique_ptr<uint16_t[]> virtual_shard(new uint16_t[keys.size()]);
+  VirtualShardsOf(Fnv1a64(table), keys, virtual_shard.get());
+  std::vector<uint32_t> per_virtual(kVirtualShards, 0);
+  for (size_t i = 0; i < keys.size(); ++i) ++per_virtual[virtual_shard[i]];
+  std::vector<uint32_t> shard_of_virtual(kVirtualShards);
   std::vector<size_t> count(num_shards, 0);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const uint32_t v =
-        static_cast<uint32_t>(HashCombine(table_hash, Mix64(keys[i])) % kVirtualShards);
-    shard[i] = shard_of_virtual[v];
-    ++count[shard[i]];
+  for (uint32_t v = 0, s = 0; v < kVirtualShards; ++v) {
+    shard_of_virtual[v] = s;  // v % num_shards (ShardOfVirtual), without a division.
+    count[s] += per_virtual[v];
+    if (++s == num_shards) s = 0;
   }
   std::vector<uint32_t*> next(num_shards);
   for (uint32_t s = 0; s < num_shards; ++s) {
     out[s].resize(count[s]);
     next[s] = out[s].data();
   }
-  for (size_t i = 0; i < keys.size(); ++i) *next[shard[i]]++ = static_cast<uint32_t>(i);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    *next[shard_of_virtual[virtual_shard[i]]]++ = static_cast<uint32_t>(i);
+  }
   return out;
 }
 

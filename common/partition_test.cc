@@ -1,8 +1,11 @@
 #include "common/partition.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <set>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -108,6 +111,34 @@ TEST(SparsePartitionTest, StableAndBalanced) {
     }
   }
   EXPECT_EQ(total, keys.size());
+}
+
+// Every shard count, and key counts that leave a remainder after any vector width: each
+// position lands in its key's shard (SparseShardOf, key by key), once, in order.
+TEST(SparsePartitionTest, GroupsMatchTheShardOfEachKey) {
+  for (uint32_t shards : {1u, 2u, 3u, 5u, 64u, 5000u}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{17}, size_t{20003}}) {
+      SCOPED_TRACE(absl::StrCat(shards, " shards, ", n, " keys"));
+      std::vector<uint64_t> keys;
+      for (uint64_t k = 0; k < n; ++k) keys.push_back(k * 0x9e3779b97f4a7c15ULL + (k % 3));
+      const auto groups = GroupKeysByShard("t", keys, shards);
+      ASSERT_EQ(groups.size(), shards);
+      std::vector<int> seen(n, 0);
+      for (uint32_t s = 0; s < shards; ++s) {
+        for (size_t j = 0; j < groups[s].size(); ++j) {
+          const uint32_t at = groups[s][j];
+          ASSERT_LT(at, n);
+          ++seen[at];
+          EXPECT_EQ(SparseShardOf("t", keys[at], shards), s);
+          if (j > 0) {
+            EXPECT_LT(groups[s][j - 1], at);
+          }
+        }
+      }
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), static_cast<std::ptrdiff_t>(n));
+    }
+  }
+  EXPECT_TRUE(GroupKeysByShard("t", {}, 0).empty());
 }
 
 }  // namespace
