@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
 
 #include "absl/strings/match.h"
@@ -30,14 +29,15 @@ bool MemoryBudget::TryReserve(uint64_t bytes) {
 }
 
 struct ShardJob::Parsed {
-  Table* table = nullptr;  // Not owned.
+  Table* table = nullptr;  // Not owned. Null in a SYNC part once its table is dropped.
   uint64_t begin = 0;
   uint64_t count = 0;            // Dense elements.
   std::vector<uint64_t> keys;    // Sparse.
-  // Sparse, a push applied in the lock hold that checked it: the row of each key then
-  // (RowIndex::kNone: none yet), so that applying it looks up no key twice.
+  // Sparse, a push: the row of each key when the push was checked (RowIndex::kNone:
+  // none yet), so that applying it looks up no key twice. Rows keep their numbers
+  // while their table lives; a SYNC step looks up the kNone ones again.
   std::vector<uint64_t> rows;
-  uint64_t floats() const { return table->sparse() ? keys.size() * table->width() : count; }
+  uint64_t floats = 0;  // The slice's values.
 };
 
 namespace {
@@ -266,6 +266,19 @@ absl::Status ShardJob::DropTable(absl::string_view name) {
     return absl::NotFoundError(absl::StrCat("table: no table '", name, "' in job '",
                                             config_.job_id, "'"));
   }
+  // Gradients of a SYNC clock not applied yet, for the dropped table, are dropped with
+  // it: their slices no longer name a table (a table created later may be given the
+  // same address).
+  for (RankState& r : ranks_) {
+    for (auto& [clock, pc] : r.pending) {
+      for (const std::unique_ptr<Part>& part : pc.parts) {
+        if (part == nullptr) continue;
+        for (Parsed& p : part->slices) {
+          if (p.table == it->second.get()) p.table = nullptr;
+        }
+      }
+    }
+  }
   tables_.erase(it);
   SettleMemoryLocked();
   return absl::OkStatus();
@@ -338,7 +351,8 @@ absl::Status ShardJob::ParseSlices(absl::Span<const SliceArgs> slices, std::vect
       p.count = s.count;
     }
     if (out == nullptr) continue;
-    *floats += p.floats();
+    p.floats = p.table->sparse() ? p.keys.size() * p.table->width() : p.count;
+    *floats += p.floats;
     out->push_back(std::move(p));
   }
   return absl::OkStatus();
@@ -414,7 +428,7 @@ absl::StatusOr<bool> ShardJob::TryPull(uint32_t rank, uint64_t clock,
   auto reserve = [&] {
     uint64_t copied = floats;
     for (const Parsed& p : parsed) {
-      if (lent != nullptr && !p.table->sparse()) copied -= p.floats();
+      if (lent != nullptr && !p.table->sparse()) copied -= p.floats;
     }
     out->reserve(out->size() + copied * sizeof(float));
   };
@@ -527,11 +541,11 @@ void ShardJob::ApplyPartLocked(const std::vector<Parsed>& slices, const PackedFl
       p.table->BeginStep();
       stepped.push_back(p.table);
     }
-    const uint64_t n = p.floats();
+    const uint64_t n = p.floats;
     const uint64_t first = offset;
     offset += n;
     if (p.table->sparse()) {
-      // At the rows the push's check found (Push fills Parsed::rows in this lock hold).
+      // At the rows the push's check found in this lock hold.
       PS_CHECK(p.rows.size() == p.keys.size());
       const RowGrads grads{p.keys, p.rows, &values, first};
       ApplyRowGrads(p.table, {&grads, 1}, RowStep{config_.zero_nonfinite, 0});
@@ -563,14 +577,13 @@ void ShardJob::ApplySyncStepLocked() {
     bool touched = false;
     std::vector<float> dense_sum;
     std::vector<RowGrads> sparse;
-    std::deque<std::vector<uint64_t>> rows;  // Of each sparse slice, kept in place.
     // Rank order, then part order, then slice order: the sum does not depend on timing.
     for (RankState& r : ranks_) {
       PendingClock& pc = r.pending.at(clock);
       for (const auto& part : pc.parts) {
         uint64_t offset = 0;
-        for (const Parsed& p : part->slices) {
-          const uint64_t n = p.floats();
+        for (Parsed& p : part->slices) {
+          const uint64_t n = p.floats;
           const uint64_t first = offset;
           offset += n;
           if (p.table != table) continue;
@@ -583,8 +596,10 @@ void ShardJob::ApplySyncStepLocked() {
             });
             continue;
           }
-          table->FindRows(p.keys, &rows.emplace_back());
-          sparse.push_back(RowGrads{p.keys, rows.back(), &part->values, first});
+          // Keys without a row at the push may have one now (an earlier slice of this
+          // step makes them too late for this lookup; FirstOccurrences takes those by key).
+          table->FindMissingRows(p.keys, &p.rows);
+          sparse.push_back(RowGrads{p.keys, p.rows, &part->values, first});
         }
       }
     }
@@ -667,14 +682,12 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       result.clock = SnapshotClockLocked();
       return result;
     }
-    // SYNC applies the part later, when other parts may have added rows.
-    const bool apply_now = config_.mode != ConsistencyMode::kSync;
     std::vector<uint64_t> missing(parsed.size(), 0);
     uint64_t new_bytes = 0;
     for (size_t i = 0; i < parsed.size(); ++i) {
       Parsed& p = parsed[i];
       if (!p.table->sparse()) continue;
-      missing[i] = p.table->CountMissing(p.keys, apply_now ? &p.rows : nullptr);
+      missing[i] = p.table->CountMissing(p.keys, &p.rows);
       new_bytes += missing[i] * p.table->RowBytes();
     }
     if (config_.mode == ConsistencyMode::kSync && args.clock != applied_clock_) {

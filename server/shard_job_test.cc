@@ -213,6 +213,56 @@ TEST(ShardJobSyncTest, SparseStepIsTheMeanOfTheWorkersGradients) {
   EXPECT_EQ(f.job->Counters(false).sparse_rows, 3u);
 }
 
+// A SYNC push keeps the rows its check found until the clock's step. Keys without a
+// row then may have one by the step (here a pull makes them between the two workers'
+// pushes): each key is still one step with the mean of its gradients, bit for bit as
+// when no pull came between. Adagrad, whose two half steps would differ from one.
+TEST(ShardJobSyncTest, RowsMadeBetweenTheWorkersPushesTakeOneStep) {
+  auto run = [](bool pull_between) {
+    Fixture f(Config(ConsistencyMode::kSync, 2));
+    EXPECT_TRUE(f.job->CreateTable(Sparse("emb", 2, OptimizerKind::kAdagrad)).ok());
+    EXPECT_TRUE(Send(f.job.get(), Push{0, 0, 0, 1, "emb", 0, 0, {5, 9}, {1, 2, 3, 4}}).ok());
+    if (pull_between) {
+      const std::string keys = PackKeys({9, 5});
+      SliceArgs s{"emb", 0, 0, keys};
+      std::string out;
+      uint64_t applied = 0, ticket = 0;
+      EXPECT_TRUE(
+          f.job->TryPull(1, 0, {&s, 1}, /*no_wait=*/false, &out, &applied, nullptr, &ticket).ok());
+      EXPECT_EQ(f.job->Counters(false).sparse_rows, 2u);
+    }
+    EXPECT_TRUE(Send(f.job.get(), Push{1, 0, 0, 1, "emb", 0, 0, {9, 5}, {5, 6, 7, 8}}).ok());
+    EXPECT_EQ(f.job->clock(), 1u);
+    EXPECT_EQ(f.job->Counters(false).sparse_rows, 2u);
+    return f.job->Counters(true).digest;
+  };
+  EXPECT_EQ(run(/*pull_between=*/true), run(/*pull_between=*/false));
+}
+
+// Dropping a table drops the gradients a SYNC clock holds for it: a table created again
+// under its name (perhaps at its address) gets only the pushes made to it.
+TEST(ShardJobSyncTest, DroppedTableTakesItsPendingGradientsWithIt) {
+  Fixture f(Config(ConsistencyMode::kSync, 2));
+  TableConfig w = Dense("w", 2, OptimizerKind::kSgd);
+  w.init = InitKind::kZeros;
+  ASSERT_TRUE(f.job->CreateTable(w).ok());
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 2, OptimizerKind::kSgd)).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 0, 2, "emb", 0, 0, {5}, {1, 1}}).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{0, 0, 1, 2, "w", 0, 2, {}, {1, 1}}).ok());
+  ASSERT_TRUE(f.job->DropTable("emb").ok());
+  ASSERT_TRUE(f.job->CreateTable(Sparse("emb", 2, OptimizerKind::kSgd)).ok());
+  std::vector<float> want = PeekRows(f.job.get(), "emb", {5});
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 0, 2, "emb", 0, 0, {5}, {3, 3}}).ok());
+  ASSERT_TRUE(Send(f.job.get(), Push{1, 0, 1, 2, "w", 0, 2, {}, {3, 3}}).ok());
+  ASSERT_EQ(f.job->clock(), 1u);
+  // w: 0 - 0.1 * (1 + 3) / 2; the new emb's row 5: 0.05 * 3 / 2 less, rank 0's gone.
+  EXPECT_EQ(PullDense(f.job.get(), "w", 2, 1), (std::vector<float>{-0.2f, -0.2f}));
+  for (float& v : want) v -= 0.05f * 1.5f;
+  const std::vector<float> got = PeekRows(f.job.get(), "emb", {5});
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-7) << i;
+}
+
 TEST(ShardJobSyncTest, DuplicatePushIsAcknowledgedNotApplied) {
   Fixture f(Config(ConsistencyMode::kSync, 2));
   ASSERT_TRUE(f.job->CreateTable(Dense("w", 4, OptimizerKind::kMomentum)).ok());

@@ -157,6 +157,13 @@ void Table::FindRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* row
   ForEachFoundRow(index_, keys, [rows](size_t i, uint64_t row) { (*rows)[i] = row; });
 }
 
+void Table::FindMissingRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* rows) const {
+  PS_CHECK(rows->size() == keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if ((*rows)[i] == RowIndex::kNone) (*rows)[i] = index_.Find(keys[i]);
+  }
+}
+
 bool Table::FirstOccurrences(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows,
                              std::vector<uint32_t>* first) {
   PS_CHECK(keys.size() < (uint64_t{1} << 32));

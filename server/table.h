@@ -79,6 +79,10 @@ class Table {
                         std::vector<uint64_t>* rows = nullptr) const;
   // Sparse: the row of each key (RowIndex::kNone: none yet), without counting.
   void FindRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* rows) const;
+  // Sparse: `rows`, as CountMissing or FindRows gave them for `keys` at some earlier
+  // time, made current: a row keeps its number while the table lives, so only the
+  // kNone ones are looked up again.
+  void FindMissingRows(absl::Span<const uint64_t> keys, std::vector<uint64_t>* rows) const;
   // Sparse: for each key of `keys`, whose rows CountMissing or FindRows gave, the index
   // of its first occurrence in `keys`; true when a key comes more than once. Not const:
   // it marks rows in a scratch bitmap (and clears them again). Fewer than 2^32 keys.
@@ -102,8 +106,8 @@ class Table {
   // `grad` = keys.size() * dim floats.
   void ApplyRows(absl::Span<const uint64_t> keys, absl::Span<const float> grad);
   // Sparse: as ApplyRows, with `rows` as CountMissing or FindRows gave them in the same
-  // hold of the owner's exclusive lock (a kNone row is looked up again, and created
-  // when missing).
+  // hold of the owner's exclusive lock, or made current by FindMissingRows in it (a
+  // kNone row is looked up again, and created when missing).
   // `grad`: keys.size() * dim packed float32 at any alignment (a received message's
   // bytes, applied where they lie).
   void ApplyRowsAt(absl::Span<const uint64_t> keys, absl::Span<const uint64_t> rows,
