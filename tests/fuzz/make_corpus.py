@@ -161,6 +161,19 @@ write("request", "new_job",
       rec(0, fb(1, "") + fv(4, 0)) +
       rec(2, pull(1, 0, dense(0, 1))))
 
+# --- wire: byte 0 (bit 7: PullResponse, else PushRequest; low 6 bits: slice size - 1,
+# all set: one slice), then the message.
+PUSH = push(0, 3, floats(1.5, -2.0, 0.25), dense(10, 1), sparse([7, 9]), encoding=1)
+write("wire", "push_one_slice", bytes([0x3F]) + PUSH)
+write("wire", "push_in_3_byte_slices", bytes([2]) + PUSH)
+write("wire", "push_values_first", bytes([4]) + fb(7, floats(1.0)) + fb(1, "job") +
+      fb(6, sparse([1])))
+write("wire", "push_values_twice", bytes([0]) + fb(7, b"old") + fv(2, 1) + fb(7, floats(2.0)))
+write("wire", "push_truncated", bytes([5]) + PUSH[:-3])
+write("wire", "push_group", bytes([1]) + b"\x0b\x10\x01\x0c" + fb(7, b"x"))
+write("wire", "push_bad_slice", bytes([1]) + fb(6, b"\x10\xff") + fb(7, b""))
+write("wire", "pull_reply", bytes([0x80 | 6]) + fb(1, floats(*range(10))) + fv(2, 4))
+
 # --- readers: byte 0 and 1 pick the options (see each target), then the file(s).
 CSV_HDR = bytes([0x02 | 0x10 | (0 << 5), 0])  # 3 features, header, label last; scale 1.
 write("csv_reader", "good", CSV_HDR + b"a,b,c,y\n1,2,3,0\n4.5,-6,7e1,1\r\n\n0,0,0,1")

@@ -13,7 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-ALL=(packing job_spec request idx_reader csv_reader libsvm_reader)
+ALL=(packing job_spec request wire idx_reader csv_reader libsvm_reader)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ALL[@]}")
 seconds=${PS_FUZZ_SECONDS:-30}
