@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -93,12 +94,18 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
   if (grpc::Status s = buffer.Dump(&out->slices_); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("message: unreadable: ", s.error_message()));
   }
-  // The other fields' byte ranges, adjacent ones joined: one range when the field comes
-  // last, as our peers write it.
-  std::vector<std::pair<int, int>> others;
+  // The other fields: those before the field's first occurrence are parsed where they
+  // lie, as one range (our peers write the field last, so that is all of them); any
+  // after it are copied out in wire format and merged after that range, as protobuf's
+  // parse of the whole message would. Linear in the message's size however the fields
+  // are interleaved.
+  int prefix_end = -1;  // Where the field first occurs.
+  std::string tail;
   {
     SliceInput stream(out->slices_);
     google::protobuf::io::CodedInputStream in(&stream);
+    google::protobuf::io::StringOutputStream tail_stream(&tail);
+    google::protobuf::io::CodedOutputStream tail_out(&tail_stream);
     const uint32_t wanted =
         WireFormatLite::MakeTag(static_cast<int>(field), WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
     while (true) {
@@ -109,22 +116,21 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
         if (!in.ConsumedEntireMessage()) {
           return absl::InvalidArgumentError("message: malformed field tag");
         }
+        if (prefix_end < 0) prefix_end = at;
         break;
       }
       if (tag != wanted) {
-        // Skipped in place (a length-delimited field is not read into a string).
+        // Before the field's first occurrence: skipped in place (a length-delimited
+        // field is not read into a string). After it: copied to `tail`.
         if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_START_GROUP ||
-            !WireFormatLite::SkipField(&in, tag)) {
+            !(prefix_end < 0 ? WireFormatLite::SkipField(&in, tag)
+                             : WireFormatLite::SkipField(&in, tag, &tail_out))) {
           return absl::InvalidArgumentError(
               absl::StrCat("message: malformed field ", WireFormatLite::GetTagFieldNumber(tag)));
         }
-        if (!others.empty() && others.back().second == at) {
-          others.back().second = in.CurrentPosition();
-        } else {
-          others.emplace_back(at, in.CurrentPosition());
-        }
         continue;
       }
+      if (prefix_end < 0) prefix_end = at;
       uint32_t length = 0;
       if (!in.ReadVarint32(&length)) {
         return absl::InvalidArgumentError(absl::StrCat("message: field ", field, ": bad length"));
@@ -145,15 +151,12 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
         length -= take;
       }
     }
-  }
-  // Parsing the ranges in order, each merged into the last, is parsing their
-  // concatenation (protobuf's wire format), read from the slices where they lie.
-  for (const auto& [begin, end] : others) {
-    SliceInput stream(out->slices_);
-    if (!stream.Skip(begin) || !rest->MergeFromBoundedZeroCopyStream(&stream, end - begin)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("message: malformed ", rest->GetTypeName(), " fields"));
-    }
+  }  // tail_out flushes into `tail`.
+  SliceInput stream(out->slices_);
+  if (!rest->MergeFromBoundedZeroCopyStream(&stream, prefix_end) ||
+      (!tail.empty() && !rest->MergeFromString(tail))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("message: malformed ", rest->GetTypeName(), " fields"));
   }
   return absl::OkStatus();
 }
