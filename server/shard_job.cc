@@ -207,7 +207,7 @@ uint64_t ShardJob::MemoryLocked() const {
 }
 
 void ShardJob::SettleMemoryLocked() {
-  const uint64_t now = MemoryLocked();
+  const uint64_t now = MemoryLocked() + sync_new_bytes_;
   if (now > reserved_) {
     // Restores and applied pushes must not fail half-way: take it unconditionally.
     budget_->Force(now - reserved_);
@@ -279,6 +279,10 @@ absl::Status ShardJob::DropTable(absl::string_view name) {
       }
     }
   }
+  // Its rows' bytes stay reserved until the step: the parts do not say whose they are.
+  sync_new_rows_.erase(std::remove_if(sync_new_rows_.begin(), sync_new_rows_.end(),
+                                      [&](const auto& t) { return t.first == it->second.get(); }),
+                       sync_new_rows_.end());
   tables_.erase(it);
   SettleMemoryLocked();
   return absl::OkStatus();
@@ -377,11 +381,18 @@ absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed,
                            [&](const auto& a) { return a.first == p.table; });
     if (it == added.end()) it = added.insert(added.end(), {p.table, 0});
     it->second += missing[i];
-    if (p.table->num_rows() + it->second > limits_.max_sparse_rows_per_table) {
+    // Rows the current SYNC clock will create at its step count as held.
+    uint64_t coming = 0;
+    for (const auto& [table, rows] : sync_new_rows_) {
+      if (table == p.table) coming += rows;
+    }
+    if (p.table->num_rows() + coming + it->second > limits_.max_sparse_rows_per_table) {
       return absl::ResourceExhaustedError(absl::StrCat(
           SliceField(field, i, "keys"), ": sparse table '", p.table->config().name, "' holds ",
-          p.table->num_rows(), " rows here; ", it->second, " more would pass its row budget of ",
-          limits_.max_sparse_rows_per_table, " (--max_sparse_rows_per_table)"));
+          p.table->num_rows(), " rows here",
+          coming > 0 ? absl::StrCat(" and this SYNC clock's step will make ", coming) : "", "; ",
+          it->second, " more would pass its row budget of ", limits_.max_sparse_rows_per_table,
+          " (--max_sparse_rows_per_table)"));
     }
   }
   return absl::OkStatus();
@@ -619,6 +630,8 @@ void ShardJob::ApplySyncStepLocked() {
     r.done_below = clock + 1;
   }
   applied_clock_ = clock + 1;
+  sync_new_rows_.clear();  // Created now; the caller settles the memory.
+  sync_new_bytes_ = 0;
 }
 
 absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
@@ -729,6 +742,16 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
         part->values = PackedFloats({part->copy}, args.values.encoding());
       }
       pc.parts[args.part] = std::move(part);
+      // The rows it will create stay reserved until the step (SettleMemoryLocked).
+      sync_new_bytes_ += new_bytes;
+      for (size_t i = 0; i < pc.parts[args.part]->slices.size(); ++i) {
+        if (missing[i] == 0) continue;
+        const Table* table = pc.parts[args.part]->slices[i].table;
+        auto it = std::find_if(sync_new_rows_.begin(), sync_new_rows_.end(),
+                               [&](const auto& t) { return t.first == table; });
+        if (it == sync_new_rows_.end()) it = sync_new_rows_.insert(it, {table, 0});
+        it->second += missing[i];
+      }
       const bool all_in = std::all_of(ranks_.begin(), ranks_.end(), [&](const RankState& r) {
         auto it = r.pending.find(applied_clock_);
         return it != r.pending.end() && it->second.received == it->second.num_parts;
@@ -964,7 +987,9 @@ absl::Status ShardJob::Restore(const std::vector<StateRecord>& records,
       if (auto s = table->LoadState(it->second->bytes); !s.ok()) return s;
     }
     tables_ = std::move(fresh);
-    ranks_ = std::move(ranks);
+    ranks_ = std::move(ranks);  // A checkpoint holds no SYNC parts.
+    sync_new_rows_.clear();
+    sync_new_bytes_ = 0;
     applied_clock_ = applied;
     pushes_applied_ = pa;
     pushes_duplicate_ = pd;
@@ -988,6 +1013,8 @@ void ShardJob::Reset() {
     tables_ = std::move(fresh);
     ranks_.clear();
     ranks_.resize(config_.num_workers);
+    sync_new_rows_.clear();
+    sync_new_bytes_ = 0;
     applied_clock_ = 0;
     last_snapshot_clock_ = 0;
     SettleMemoryLocked();

@@ -320,6 +320,11 @@ class ShardJob {
   uint64_t pushes_duplicate_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t reserved_ ABSL_GUARDED_BY(mu_) = 0;  // Bytes taken from budget_.
+  // SYNC: the sparse rows that the parts held for the current clock will create at its
+  // step, per table, and their bytes, which stay reserved from budget_ until then. A
+  // key new to several parts is counted for each.
+  std::vector<std::pair<const Table*, uint64_t>> sync_new_rows_ ABSL_GUARDED_BY(mu_);
+  uint64_t sync_new_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 };

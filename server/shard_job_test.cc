@@ -619,6 +619,59 @@ TEST(ShardJobMemoryTest, BudgetRefusesTablesAndRowsPastIt) {
   EXPECT_EQ(f.job->Counters(false).sparse_rows, 2u);
 }
 
+// A SYNC push's new rows are made at the clock's step, after the other workers'
+// pushes: what it will create stays reserved until then, so the workers together
+// cannot pass the budget or the row limit (each push was checked alone before).
+TEST(ShardJobMemoryTest, SyncRowsStayReservedUntilTheStep) {
+  Fixture probe(Config(ConsistencyMode::kSync, 1));
+  ASSERT_TRUE(probe.job->CreateTable(Sparse("emb", 16, OptimizerKind::kSgd)).ok());
+  const uint64_t table_bytes = probe.job->Counters(false).memory_bytes;
+  ASSERT_TRUE(
+      Send(probe.job.get(), Push{0, 0, 0, 1, "emb", 0, 0, {1}, std::vector<float>(16)}).ok());
+  const uint64_t row_bytes = probe.job->Counters(false).memory_bytes - table_bytes;
+  ASSERT_GT(row_bytes, 0u);
+
+  auto keys = [](uint64_t from, size_t n) {
+    std::vector<uint64_t> k(n);
+    std::iota(k.begin(), k.end(), from);
+    return k;
+  };
+  auto push = [&](ShardJob* job, uint32_t rank, uint64_t clock, const std::vector<uint64_t>& k) {
+    return Send(job, Push{rank, clock, 0, 1, "emb", 0, 0, k, std::vector<float>(16 * k.size())});
+  };
+  {  // The budget: 150 rows.
+    MemoryBudget budget(table_bytes + 150 * row_bytes);
+    ShardJob job(Config(ConsistencyMode::kSync, 2), &budget, nullptr);
+    ASSERT_TRUE(job.CreateTable(Sparse("emb", 16, OptimizerKind::kSgd)).ok());
+    ASSERT_TRUE(push(&job, 0, 0, keys(0, 100)).ok());
+    EXPECT_EQ(job.Counters(false).sparse_rows, 0u);  // Made at the step.
+    auto refused = push(&job, 1, 0, keys(1000, 100));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+    ASSERT_TRUE(push(&job, 1, 0, keys(1000, 40)).ok());
+    EXPECT_EQ(job.clock(), 1u);
+    EXPECT_EQ(job.Counters(false).sparse_rows, 140u);
+    EXPECT_LE(budget.used(), budget.limit());
+    // After the step only what is held stays taken.
+    EXPECT_EQ(budget.used(), table_bytes + 140 * row_bytes);
+  }
+  {  // The row limit: 250 rows.
+    MemoryBudget unlimited(0);
+    ShardLimits limits;
+    limits.max_sparse_rows_per_table = 250;
+    ShardJob job(Config(ConsistencyMode::kSync, 2), &unlimited, nullptr, limits);
+    ASSERT_TRUE(job.CreateTable(Sparse("emb", 16, OptimizerKind::kSgd)).ok());
+    ASSERT_TRUE(push(&job, 0, 0, keys(0, 200)).ok());
+    auto refused = push(&job, 1, 0, keys(1000, 100));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+    EXPECT_NE(refused.status().message().find("holds 0 rows here and this SYNC clock's step will "
+                                              "make 200; 100 more would pass"),
+              absl::string_view::npos)
+        << refused.status();
+    ASSERT_TRUE(push(&job, 1, 0, keys(1000, 50)).ok());
+    EXPECT_EQ(job.Counters(false).sparse_rows, 250u);
+  }
+}
+
 // Regression (tests/fuzz/corpus/request/create_tables): the table was built, 192 GiB
 // for this one, before the budget was asked, so the shard died of bad_alloc instead of
 // answering RESOURCE_EXHAUSTED.
