@@ -133,21 +133,10 @@ class ChaosTest : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      // The whole logs go to Bazel's undeclared outputs (outputs.zip beside test.log),
-      // the tails to the test log.
-      const char* outputs = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
       const std::string test_name =
           ::testing::UnitTest::GetInstance()->current_test_info()->name();
       for (const char* name : {"coordinator", "shard0", "shard1", "worker0", "worker1"}) {
-        const std::string log = ps::testing::ReadFile(cluster_->Log(name));
-        std::printf("----- tail of %s.log -----\n%s\n", name,
-                    log.substr(log.size() > 3000 ? log.size() - 3000 : 0).c_str());
-        if (outputs == nullptr) continue;
-        const std::string copy = absl::StrCat(outputs, "/", test_name, ".", name, ".log");
-        if (FILE* f = std::fopen(copy.c_str(), "w")) {
-          std::fwrite(log.data(), 1, log.size(), f);
-          std::fclose(f);
-        }
+        ps::testing::KeepLog(cluster_->Log(name), absl::StrCat(test_name, ".", name));
       }
     }
     cluster_.reset();

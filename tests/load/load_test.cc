@@ -174,6 +174,10 @@ class LoadTest : public ::testing::Test {
   void TearDown() override {
     if (shard_.running()) shard_.Kill(SIGTERM);
     if (coordinator_.running()) coordinator_.Kill(SIGTERM);
+    if (HasFailure()) {
+      ps::testing::KeepLog(dir_ + "/shard.log", "shard");
+      ps::testing::KeepLog(dir_ + "/coordinator.log", "coordinator");
+    }
   }
 
   ShardService::Stub* Shard(int thread) { return shard_stubs_[thread % kChannels].get(); }

@@ -2,18 +2,21 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -88,6 +91,16 @@ absl::Status Daemon::Start(const std::vector<std::string>& argv, const std::stri
   const int status = Kill(SIGKILL);
   return absl::UnavailableError(absl::StrCat(argv[0], " did not report its address (wait status ",
                                              status, ", output: ", buffer, ")"));
+}
+
+void KeepLog(const std::string& path, const std::string& name, size_t tail_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::printf("----- tail of %s.log -----\n%s\n", name.c_str(),
+              log.substr(log.size() > tail_bytes ? log.size() - tail_bytes : 0).c_str());
+  const char* outputs = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
+  if (outputs == nullptr) return;
+  std::ofstream(absl::StrCat(outputs, "/", name, ".log"), std::ios::binary) << log;
 }
 
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path) {

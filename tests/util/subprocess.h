@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,11 @@ class Daemon {
   std::string address_;
   std::string metrics_address_;
 };
+
+// For a test that failed: prints the last `tail_bytes` of the log at `path` to stdout
+// and copies the whole of it to Bazel's undeclared outputs (outputs.zip beside
+// test.log) as `name`.log.
+void KeepLog(const std::string& path, const std::string& name, size_t tail_bytes = 3000);
 
 // GET http://`address``path` on loopback; returns the body, or an error.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
