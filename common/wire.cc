@@ -69,6 +69,24 @@ class SliceInput final : public google::protobuf::io::ZeroCopyInputStream {
   int64_t count_ = 0;
 };
 
+// Appends the next `n` bytes of `stream` to `out`; false when it has fewer.
+bool AppendNext(SliceInput* stream, int n, std::string* out) {
+  while (n > 0) {
+    const void* data = nullptr;
+    int size = 0;
+    if (!stream->Next(&data, &size)) return false;
+    const int take = std::min(n, size);
+    out->append(static_cast<const char*>(data), static_cast<size_t>(take));
+    if (take < size) stream->BackUp(size - take);
+    n -= take;
+  }
+  return true;
+}
+
+// protobuf's parser reads a tag or a length in at most 5 bytes; CodedInputStream
+// takes up to 10.
+constexpr int kMaxVarint32Bytes = 5;
+
 }  // namespace
 
 void ByteViews::Reader::ReadAcross(size_t n, char* dst) {
@@ -96,16 +114,15 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
   }
   // The other fields: those before the field's first occurrence are parsed where they
   // lie, as one range (our peers write the field last, so that is all of them); any
-  // after it are copied out in wire format and merged after that range, as protobuf's
+  // after it are copied out as they are and parsed after that range, as protobuf's
   // parse of the whole message would. Linear in the message's size however the fields
-  // are interleaved.
+  // are interleaved. Protobuf parses every byte but the field's own tag and length.
   int prefix_end = -1;  // Where the field first occurs.
   std::string tail;
   {
     SliceInput stream(out->slices_);
     google::protobuf::io::CodedInputStream in(&stream);
-    google::protobuf::io::StringOutputStream tail_stream(&tail);
-    google::protobuf::io::CodedOutputStream tail_out(&tail_stream);
+    SliceInput tail_reader(out->slices_);  // Behind `in`, copying the fields after.
     const uint32_t wanted =
         WireFormatLite::MakeTag(static_cast<int>(field), WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
     while (true) {
@@ -122,18 +139,28 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
       if (tag != wanted) {
         // Before the field's first occurrence: skipped in place (a length-delimited
         // field is not read into a string). After it: copied to `tail`.
-        if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_START_GROUP ||
-            !(prefix_end < 0 ? WireFormatLite::SkipField(&in, tag)
-                             : WireFormatLite::SkipField(&in, tag, &tail_out))) {
+        if (WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_START_GROUP) {
+          // Deprecated, and in none of our messages: refused rather than skipped.
+          return absl::InvalidArgumentError(absl::StrCat(
+              "message: field ", WireFormatLite::GetTagFieldNumber(tag), " is a group"));
+        }
+        if (!WireFormatLite::SkipField(&in, tag)) {
           return absl::InvalidArgumentError(
               absl::StrCat("message: malformed field ", WireFormatLite::GetTagFieldNumber(tag)));
+        }
+        if (prefix_end >= 0 && (!tail_reader.Skip(at - static_cast<int>(tail_reader.ByteCount())) ||
+                                !AppendNext(&tail_reader, in.CurrentPosition() - at, &tail))) {
+          return absl::InvalidArgumentError("message: unreadable");  // Read by `in` already.
         }
         continue;
       }
       if (prefix_end < 0) prefix_end = at;
       uint32_t length = 0;
-      if (!in.ReadVarint32(&length)) {
-        return absl::InvalidArgumentError(absl::StrCat("message: field ", field, ": bad length"));
+      const int length_at = in.CurrentPosition();
+      if (length_at - at > kMaxVarint32Bytes || !in.ReadVarint32(&length) ||
+          in.CurrentPosition() - length_at > kMaxVarint32Bytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("message: field ", field, ": bad tag or length"));
       }
       out->views_.clear();  // The last occurrence wins.
       out->size_ = 0;
@@ -151,7 +178,7 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
         length -= take;
       }
     }
-  }  // tail_out flushes into `tail`.
+  }
   SliceInput stream(out->slices_);
   if (!rest->MergeFromBoundedZeroCopyStream(&stream, prefix_end) ||
       (!tail.empty() && !rest->MergeFromString(tail))) {

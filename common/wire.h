@@ -72,8 +72,8 @@ class ByteViews {
 // Splits the message serialized in `buffer` into the bytes of `field` (a length-
 // delimited field, the last occurrence wins as in proto3), as views, and every other
 // field, parsed into `rest` (cleared first; `field` of it stays empty). An absent field
-// is empty. INVALID_ARGUMENT when the bytes are not a well-formed message of `rest`'s
-// type.
+// is empty. Accepts what protobuf's parse of the whole would, but for groups (refused).
+// INVALID_ARGUMENT when the bytes are not a well-formed message of `rest`'s type.
 absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
                              google::protobuf::MessageLite* rest, ByteViews* out);
 

@@ -163,6 +163,19 @@ TEST(SplitBytesFieldTest, MalformedMessagesAreInvalidArgument) {
     s = SplitBytesField(Chopped(bad, 1), 7, &rest, &values);
     EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
   }
+  // Tags and lengths in more than 5 bytes, which protobuf refuses (CodedInputStream
+  // takes up to 10): the field's own, and another field's after it.
+  for (const std::string& bad : {std::string("\xba\x80\x80\x80\x80\x00\x00", 7),
+                                 std::string("\x3a\x80\x80\x80\x80\x80\x00", 7),
+                                 std::string("\x3a\x00\x88\x80\x80\x80\x80\x00\x01", 9)}) {
+    PushRequest whole;
+    EXPECT_FALSE(whole.ParseFromString(bad));
+    s = SplitBytesField(Chopped(bad, 2), 7, &rest, &values);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  }
+  // A group (which protobuf would skip as an unknown field) is named as one.
+  s = SplitBytesField(Chopped(std::string("\x0b\x10\x01\x0c", 4), 1), 7, &rest, &values);
+  EXPECT_EQ(s.message(), "message: field 1 is a group") << s;
   // Cut inside another field.
   s = SplitBytesField(Chopped(wire.substr(0, 3), 1), 7, &rest, &values);
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;

@@ -173,6 +173,11 @@ write("wire", "push_truncated", bytes([5]) + PUSH[:-3])
 write("wire", "push_group", bytes([1]) + b"\x0b\x10\x01\x0c" + fb(7, b"x"))
 write("wire", "push_bad_slice", bytes([1]) + fb(6, b"\x10\xff") + fb(7, b""))
 write("wire", "pull_reply", bytes([0x80 | 6]) + fb(1, floats(*range(10))) + fv(2, 4))
+# Found by the fuzzer: after the values, a tag in 6 bytes, which protobuf refuses (5 at
+# most); copied out re-encoded, it was accepted.
+write("wire", "six_byte_tag_after_values",
+      bytes([4]) + fb(7, b"\0\0\xdd\xdd") + b"\xdd\xdd\xdd\x3f" + b"\xdd" * 4 +
+      b"\xdd" * 5 + b"\x1a" + b"\x70\0\0\0")
 
 # --- readers: byte 0 and 1 pick the options (see each target), then the file(s).
 CSV_HDR = bytes([0x02 | 0x10 | (0 << 5), 0])  # 3 features, header, label last; scale 1.
