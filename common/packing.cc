@@ -5,8 +5,10 @@
 #include <cstring>
 #include <type_traits>
 
+#include "absl/base/attributes.h"
 #include "absl/base/config.h"
 #include "absl/strings/str_cat.h"
+#include "common/simd_clones.h"
 
 namespace ps {
 namespace {
@@ -120,8 +122,9 @@ namespace {
 // then small ones (a slice's run rarely ends on a big block), then one at a time; a
 // block with a hit is searched again. The blocks' constant trip counts are what GCC
 // vectorises at -O2 (a variable one stayed scalar).
+// Always inlined, so that each clone of its callers (PS_SIMD_CLONES) has its own.
 template <typename Bits, Bits kExponent>
-int64_t FirstWithExponentAllOnes(absl::string_view bytes) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t FirstWithExponentAllOnes(absl::string_view bytes) {
   constexpr size_t kBig = 256;
   constexpr size_t kSmall = 16;
   const size_t n = bytes.size() / sizeof(Bits);
@@ -157,6 +160,7 @@ int64_t FirstWithExponentAllOnes(absl::string_view bytes) {
 
 }  // namespace
 
+PS_SIMD_CLONES
 int64_t FirstNonFinitePacked(absl::string_view bytes) {
   return FirstWithExponentAllOnes<uint32_t, 0x7f800000u>(bytes);
 }
@@ -173,6 +177,7 @@ uint16_t Bf16FromFloat(float f) {
   return static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
+PS_SIMD_CLONES
 void AppendBf16(absl::Span<const float> values, std::string* out) {
   // Converted into an L1-resident piece, appended piece by piece: resizing `out` first
   // would zero-fill it, one more pass over the whole buffer. Blocks with a constant
@@ -193,6 +198,7 @@ void AppendBf16(absl::Span<const float> values, std::string* out) {
   }
 }
 
+PS_SIMD_CLONES
 void Bf16ToFloats(const char* src, size_t n, float* dst) {
   auto one = [&](size_t i) {
     uint16_t b;
@@ -209,6 +215,7 @@ void Bf16ToFloats(const char* src, size_t n, float* dst) {
   for (; i < n; ++i) dst[i] = one(i);
 }
 
+PS_SIMD_CLONES
 int64_t FirstNonFiniteBf16Packed(absl::string_view bytes) {
   return FirstWithExponentAllOnes<uint16_t, 0x7f80>(bytes);
 }
