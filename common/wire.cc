@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -155,13 +156,17 @@ absl::Status SplitBytesField(const grpc::ByteBuffer& buffer, uint32_t field,
         continue;
       }
       if (prefix_end < 0) prefix_end = at;
-      uint32_t length = 0;
+      // As protobuf reads them: a length below 2^31, in at most 5 bytes (ReadVarint32
+      // would drop the bits past 32).
+      uint64_t length64 = 0;
       const int length_at = in.CurrentPosition();
-      if (length_at - at > kMaxVarint32Bytes || !in.ReadVarint32(&length) ||
-          in.CurrentPosition() - length_at > kMaxVarint32Bytes) {
+      if (length_at - at > kMaxVarint32Bytes || !in.ReadVarint64(&length64) ||
+          in.CurrentPosition() - length_at > kMaxVarint32Bytes ||
+          length64 > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) {
         return absl::InvalidArgumentError(
             absl::StrCat("message: field ", field, ": bad tag or length"));
       }
+      uint32_t length = static_cast<uint32_t>(length64);
       out->views_.clear();  // The last occurrence wins.
       out->size_ = 0;
       while (length > 0) {

@@ -167,7 +167,13 @@ TEST(SplitBytesFieldTest, MalformedMessagesAreInvalidArgument) {
   // takes up to 10): the field's own, and another field's after it.
   for (const std::string& bad : {std::string("\xba\x80\x80\x80\x80\x00\x00", 7),
                                  std::string("\x3a\x80\x80\x80\x80\x80\x00", 7),
-                                 std::string("\x3a\x00\x88\x80\x80\x80\x80\x00\x01", 9)}) {
+                                 std::string("\x3a\x00\x88\x80\x80\x80\x80\x00\x01", 9),
+                                 // Lengths of 2^32 and 2^32 + 3 in 5 bytes, which would
+                                 // read as 0 and 3 cut to 32 bits.
+                                 std::string("\x3a\x80\x80\x80\x80\x10", 6),
+                                 std::string("\x3a\x83\x80\x80\x80\x10"
+                                             "abc",
+                                             9)}) {
     PushRequest whole;
     EXPECT_FALSE(whole.ParseFromString(bad));
     s = SplitBytesField(Chopped(bad, 2), 7, &rest, &values);

@@ -175,6 +175,8 @@ write("wire", "push_bad_slice", bytes([1]) + fb(6, b"\x10\xff") + fb(7, b""))
 write("wire", "pull_reply", bytes([0x80 | 6]) + fb(1, floats(*range(10))) + fv(2, 4))
 # Found by the fuzzer: after the values, a tag in 6 bytes, which protobuf refuses (5 at
 # most); copied out re-encoded, it was accepted.
+# Found by a review: a length of 2^32 + 3, which cut to 32 bits reads as 3.
+write("wire", "length_past_32_bits", bytes([0x3F]) + b"\x3a\x83\x80\x80\x80\x10abc")
 write("wire", "six_byte_tag_after_values",
       bytes([4]) + fb(7, b"\0\0\xdd\xdd") + b"\xdd\xdd\xdd\x3f" + b"\xdd" * 4 +
       b"\xdd" * 5 + b"\x1a" + b"\x70\0\0\0")
