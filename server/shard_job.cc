@@ -280,9 +280,10 @@ absl::Status ShardJob::DropTable(absl::string_view name) {
     }
   }
   // Its rows' bytes stay reserved until the step: the parts do not say whose they are.
-  sync_new_rows_.erase(std::remove_if(sync_new_rows_.begin(), sync_new_rows_.end(),
-                                      [&](const auto& t) { return t.first == it->second.get(); }),
-                       sync_new_rows_.end());
+  sync_new_keys_.erase(
+      std::remove_if(sync_new_keys_.begin(), sync_new_keys_.end(),
+                     [&](const SyncNewKeys& n) { return n.table == it->second.get(); }),
+      sync_new_keys_.end());
   tables_.erase(it);
   SettleMemoryLocked();
   return absl::OkStatus();
@@ -369,6 +370,22 @@ absl::Status ShardJob::CheckSlices(absl::Span<const SliceArgs> slices,
   return ParseSlices(slices, /*out=*/nullptr, &floats, field);
 }
 
+uint64_t ShardJob::CountNewToTheClockLocked(const Parsed& p,
+                                            std::vector<SyncNewKeys>* fresh) const {
+  auto held = std::find_if(sync_new_keys_.begin(), sync_new_keys_.end(),
+                           [&](const SyncNewKeys& n) { return n.table == p.table; });
+  auto mine = std::find_if(fresh->begin(), fresh->end(),
+                           [&](const SyncNewKeys& n) { return n.table == p.table; });
+  if (mine == fresh->end()) mine = fresh->insert(mine, SyncNewKeys{p.table, {}});
+  uint64_t count = 0;
+  for (size_t k = 0; k < p.keys.size(); ++k) {
+    if (p.rows[k] != RowIndex::kNone) continue;
+    if (held != sync_new_keys_.end() && held->keys.contains(p.keys[k])) continue;
+    if (mine->keys.insert(p.keys[k]).second) ++count;
+  }
+  return count;
+}
+
 absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed,
                                            absl::Span<const uint64_t> missing,
                                            absl::string_view field) const {
@@ -383,8 +400,8 @@ absl::Status ShardJob::CheckRowLimitLocked(const std::vector<Parsed>& parsed,
     it->second += missing[i];
     // Rows the current SYNC clock will create at its step count as held.
     uint64_t coming = 0;
-    for (const auto& [table, rows] : sync_new_rows_) {
-      if (table == p.table) coming += rows;
+    for (const SyncNewKeys& n : sync_new_keys_) {
+      if (n.table == p.table) coming += n.keys.size();
     }
     if (p.table->num_rows() + coming + it->second > limits_.max_sparse_rows_per_table) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -630,7 +647,7 @@ void ShardJob::ApplySyncStepLocked() {
     r.done_below = clock + 1;
   }
   applied_clock_ = clock + 1;
-  sync_new_rows_.clear();  // Created now; the caller settles the memory.
+  sync_new_keys_.clear();  // Created now; the caller settles the memory.
   sync_new_bytes_ = 0;
 }
 
@@ -696,11 +713,16 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       return result;
     }
     std::vector<uint64_t> missing(parsed.size(), 0);
+    // SYNC: the keys without a row that no part held for this clock has yet, per table.
+    std::vector<SyncNewKeys> fresh;
     uint64_t new_bytes = 0;
     for (size_t i = 0; i < parsed.size(); ++i) {
       Parsed& p = parsed[i];
       if (!p.table->sparse()) continue;
       missing[i] = p.table->CountMissing(p.keys, &p.rows);
+      if (missing[i] > 0 && config_.mode == ConsistencyMode::kSync) {
+        missing[i] = CountNewToTheClockLocked(p, &fresh);
+      }
       new_bytes += missing[i] * p.table->RowBytes();
     }
     if (config_.mode == ConsistencyMode::kSync && args.clock != applied_clock_) {
@@ -744,13 +766,14 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       pc.parts[args.part] = std::move(part);
       // The rows it will create stay reserved until the step (SettleMemoryLocked).
       sync_new_bytes_ += new_bytes;
-      for (size_t i = 0; i < pc.parts[args.part]->slices.size(); ++i) {
-        if (missing[i] == 0) continue;
-        const Table* table = pc.parts[args.part]->slices[i].table;
-        auto it = std::find_if(sync_new_rows_.begin(), sync_new_rows_.end(),
-                               [&](const auto& t) { return t.first == table; });
-        if (it == sync_new_rows_.end()) it = sync_new_rows_.insert(it, {table, 0});
-        it->second += missing[i];
+      for (SyncNewKeys& f : fresh) {
+        auto it = std::find_if(sync_new_keys_.begin(), sync_new_keys_.end(),
+                               [&](const SyncNewKeys& n) { return n.table == f.table; });
+        if (it == sync_new_keys_.end()) {
+          sync_new_keys_.push_back(std::move(f));
+        } else {
+          it->keys.merge(f.keys);
+        }
       }
       const bool all_in = std::all_of(ranks_.begin(), ranks_.end(), [&](const RankState& r) {
         auto it = r.pending.find(applied_clock_);
@@ -988,7 +1011,7 @@ absl::Status ShardJob::Restore(const std::vector<StateRecord>& records,
     }
     tables_ = std::move(fresh);
     ranks_ = std::move(ranks);  // A checkpoint holds no SYNC parts.
-    sync_new_rows_.clear();
+    sync_new_keys_.clear();
     sync_new_bytes_ = 0;
     applied_clock_ = applied;
     pushes_applied_ = pa;
@@ -1013,7 +1036,7 @@ void ShardJob::Reset() {
     tables_ = std::move(fresh);
     ranks_.clear();
     ranks_.resize(config_.num_workers);
-    sync_new_rows_.clear();
+    sync_new_keys_.clear();
     sync_new_bytes_ = 0;
     applied_clock_ = 0;
     last_snapshot_clock_ = 0;

@@ -31,6 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -249,6 +250,11 @@ class ShardJob {
 
  private:
   struct Parsed;  // A validated slice.
+  // Keys of one table that have no row yet.
+  struct SyncNewKeys {
+    const Table* table;
+    absl::flat_hash_set<uint64_t> keys;
+  };
   struct Part {
     std::vector<Parsed> slices;
     PackedFloats values;
@@ -270,6 +276,12 @@ class ShardJob {
     uint64_t clock;
     std::function<void()> wake;
   };
+
+  // SYNC: the keys of sparse slice `p` (its rows found) without a row that no part
+  // held for the current clock has, and that `fresh` (this push's, per table) lacks;
+  // adds them to `fresh` and returns how many.
+  uint64_t CountNewToTheClockLocked(const Parsed& p, std::vector<SyncNewKeys>* fresh) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Errors name the slices as `field` ("slices[2].table"). With no `out` the slices are
   // only checked (sparse keys are counted, not copied), and `floats` is not counted.
@@ -320,10 +332,10 @@ class ShardJob {
   uint64_t pushes_duplicate_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t reserved_ ABSL_GUARDED_BY(mu_) = 0;  // Bytes taken from budget_.
-  // SYNC: the sparse rows that the parts held for the current clock will create at its
-  // step, per table, and their bytes, which stay reserved from budget_ until then. A
-  // key new to several parts is counted for each.
-  std::vector<std::pair<const Table*, uint64_t>> sync_new_rows_ ABSL_GUARDED_BY(mu_);
+  // SYNC: the keys without a row that the parts held for the current clock will create
+  // at its step, per table (each once, however many parts hold it), and their rows'
+  // bytes, which stay reserved from budget_ until then.
+  std::vector<SyncNewKeys> sync_new_keys_ ABSL_GUARDED_BY(mu_);
   uint64_t sync_new_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);

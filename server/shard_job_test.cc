@@ -653,6 +653,16 @@ TEST(ShardJobMemoryTest, SyncRowsStayReservedUntilTheStep) {
     EXPECT_LE(budget.used(), budget.limit());
     // After the step only what is held stays taken.
     EXPECT_EQ(budget.used(), table_bytes + 140 * row_bytes);
+    // A key new to both workers' pushes is counted once: 5 shared and 5 more fit the
+    // 10 rows left (counted twice, 15 would not).
+    std::vector<uint64_t> shared = keys(5000, 5);
+    ASSERT_TRUE(push(&job, 0, 1, shared).ok());
+    const std::vector<uint64_t> more = keys(6000, 5);
+    shared.insert(shared.end(), more.begin(), more.end());
+    ASSERT_TRUE(push(&job, 1, 1, shared).ok()) << "counted twice";
+    EXPECT_EQ(job.clock(), 2u);
+    EXPECT_EQ(job.Counters(false).sparse_rows, 150u);
+    EXPECT_EQ(budget.used(), table_bytes + 150 * row_bytes);
   }
   {  // The row limit: 250 rows.
     MemoryBudget unlimited(0);
