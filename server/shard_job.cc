@@ -207,7 +207,9 @@ uint64_t ShardJob::MemoryLocked() const {
 }
 
 void ShardJob::SettleMemoryLocked() {
-  const uint64_t now = MemoryLocked() + sync_new_bytes_;
+  uint64_t now = MemoryLocked();
+  // The rows a held SYNC clock will create stay reserved until its step.
+  for (const SyncNewKeys& n : sync_new_keys_) now += n.keys.size() * n.table->RowBytes();
   if (now > reserved_) {
     // Restores and applied pushes must not fail half-way: take it unconditionally.
     budget_->Force(now - reserved_);
@@ -268,7 +270,7 @@ absl::Status ShardJob::DropTable(absl::string_view name) {
   }
   // Gradients of a SYNC clock not applied yet, for the dropped table, are dropped with
   // it: their slices no longer name a table (a table created later may be given the
-  // same address).
+  // same address), and the rows they would have made are no longer reserved.
   for (RankState& r : ranks_) {
     for (auto& [clock, pc] : r.pending) {
       for (const std::unique_ptr<Part>& part : pc.parts) {
@@ -279,7 +281,6 @@ absl::Status ShardJob::DropTable(absl::string_view name) {
       }
     }
   }
-  // Its rows' bytes stay reserved until the step: the parts do not say whose they are.
   sync_new_keys_.erase(
       std::remove_if(sync_new_keys_.begin(), sync_new_keys_.end(),
                      [&](const SyncNewKeys& n) { return n.table == it->second.get(); }),
@@ -648,7 +649,6 @@ void ShardJob::ApplySyncStepLocked() {
   }
   applied_clock_ = clock + 1;
   sync_new_keys_.clear();  // Created now; the caller settles the memory.
-  sync_new_bytes_ = 0;
 }
 
 absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
@@ -719,9 +719,11 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
     for (size_t i = 0; i < parsed.size(); ++i) {
       Parsed& p = parsed[i];
       if (!p.table->sparse()) continue;
-      missing[i] = p.table->CountMissing(p.keys, &p.rows);
-      if (missing[i] > 0 && config_.mode == ConsistencyMode::kSync) {
+      if (config_.mode == ConsistencyMode::kSync) {
+        p.table->FindRows(p.keys, &p.rows);
         missing[i] = CountNewToTheClockLocked(p, &fresh);
+      } else {
+        missing[i] = p.table->CountMissing(p.keys, &p.rows);
       }
       new_bytes += missing[i] * p.table->RowBytes();
     }
@@ -765,7 +767,6 @@ absl::StatusOr<PushResult> ShardJob::Push(const PushArgs& args) {
       }
       pc.parts[args.part] = std::move(part);
       // The rows it will create stay reserved until the step (SettleMemoryLocked).
-      sync_new_bytes_ += new_bytes;
       for (SyncNewKeys& f : fresh) {
         auto it = std::find_if(sync_new_keys_.begin(), sync_new_keys_.end(),
                                [&](const SyncNewKeys& n) { return n.table == f.table; });
@@ -1012,7 +1013,6 @@ absl::Status ShardJob::Restore(const std::vector<StateRecord>& records,
     tables_ = std::move(fresh);
     ranks_ = std::move(ranks);  // A checkpoint holds no SYNC parts.
     sync_new_keys_.clear();
-    sync_new_bytes_ = 0;
     applied_clock_ = applied;
     pushes_applied_ = pa;
     pushes_duplicate_ = pd;
@@ -1037,7 +1037,6 @@ void ShardJob::Reset() {
     ranks_.clear();
     ranks_.resize(config_.num_workers);
     sync_new_keys_.clear();
-    sync_new_bytes_ = 0;
     applied_clock_ = 0;
     last_snapshot_clock_ = 0;
     SettleMemoryLocked();

@@ -333,10 +333,9 @@ class ShardJob {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t reserved_ ABSL_GUARDED_BY(mu_) = 0;  // Bytes taken from budget_.
   // SYNC: the keys without a row that the parts held for the current clock will create
-  // at its step, per table (each once, however many parts hold it), and their rows'
-  // bytes, which stay reserved from budget_ until then.
+  // at its step, per table (each once, however many parts hold it); their rows' bytes
+  // stay reserved from budget_ until then (SettleMemoryLocked).
   std::vector<SyncNewKeys> sync_new_keys_ ABSL_GUARDED_BY(mu_);
-  uint64_t sync_new_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 };

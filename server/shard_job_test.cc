@@ -664,6 +664,15 @@ TEST(ShardJobMemoryTest, SyncRowsStayReservedUntilTheStep) {
     EXPECT_EQ(job.Counters(false).sparse_rows, 150u);
     EXPECT_EQ(budget.used(), table_bytes + 150 * row_bytes);
   }
+  {  // Dropping the table gives back the rows a held push would have made.
+    MemoryBudget budget(table_bytes + 150 * row_bytes);
+    ShardJob job(Config(ConsistencyMode::kSync, 2), &budget, nullptr);
+    ASSERT_TRUE(job.CreateTable(Sparse("emb", 16, OptimizerKind::kSgd)).ok());
+    ASSERT_TRUE(push(&job, 0, 0, keys(0, 100)).ok());
+    EXPECT_EQ(budget.used(), table_bytes + 100 * row_bytes);
+    ASSERT_TRUE(job.DropTable("emb").ok());
+    EXPECT_EQ(budget.used(), 0u);
+  }
   {  // The row limit: 250 rows.
     MemoryBudget unlimited(0);
     ShardLimits limits;

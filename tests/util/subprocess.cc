@@ -96,8 +96,10 @@ absl::Status Daemon::Start(const std::vector<std::string>& argv, const std::stri
 void KeepLog(const std::string& path, const std::string& name, size_t tail_bytes) {
   std::ifstream in(path, std::ios::binary);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::printf("----- tail of %s.log -----\n%s\n", name.c_str(),
-              log.substr(log.size() > tail_bytes ? log.size() - tail_bytes : 0).c_str());
+  const std::string tail = log.substr(log.size() > tail_bytes ? log.size() - tail_bytes : 0);
+  std::printf("----- tail of %s.log -----\n", name.c_str());
+  std::fwrite(tail.data(), 1, tail.size(), stdout);  // Whole, NUL bytes included.
+  std::printf("\n");
   const char* outputs = std::getenv("TEST_UNDECLARED_OUTPUTS_DIR");
   if (outputs == nullptr) return;
   std::ofstream(absl::StrCat(outputs, "/", name, ".log"), std::ios::binary) << log;
